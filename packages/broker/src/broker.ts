@@ -1,0 +1,88 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type { Headers, Message } from './message.js';
+
+/** What a handler gets beside the message. */
+export interface HandlerContext {
+  /** 1 for the first attempt in this process, 2 for the first retry, ... */
+  readonly attempt: number;
+  /** The subscription's filter (may contain wildcards) and group. */
+  readonly filter: string;
+  readonly group?: string;
+  /** Aborted when the handler timed out or the broker is shutting down past its drain time. */
+  readonly signal: AbortSignal;
+  /** The exact bytes received, before decoding. */
+  readonly payload: Uint8Array;
+}
+
+/** Resolving acknowledges the message; throwing runs the retry policy, then dead-letter or redelivery. */
+export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => void | Promise<void>;
+
+/** Exponential backoff between in-process attempts: delay = min(initialDelayMs * multiplier^(n-1), maxDelayMs). */
+export interface RetryPolicy {
+  /** Total attempts including the first; 1 disables retries. */
+  attempts: number;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  multiplier?: number;
+}
+
+export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1> {
+  /** Consumers in one group share the messages (Kafka consumer group, MQTT `$share/{group}/`). */
+  group?: string;
+  /** Messages handled at once by this subscription (per partition order is kept on Kafka). Default 1. */
+  concurrency?: number;
+  /** Any Standard Schema (zod, valibot, arktype): the body is validated and typed as its output. */
+  schema?: S;
+  /** Codec used when a message carries no `content-type` header. Default: the broker's default codec. */
+  codec?: string;
+  /** In-process retries before the message is dead-lettered or handed back for redelivery. */
+  retry?: RetryPolicy;
+  /** Topic that receives a message whose last attempt failed, with headers naming the reason. */
+  deadLetter?: string;
+  /** Time limit for one attempt; exceeding it fails the attempt with a TimeoutError. */
+  timeoutMs?: number;
+}
+
+export interface PublishOptions {
+  headers?: Headers;
+  /** Record key (Kafka partitioning; carried as a header on transports without keys). */
+  key?: string;
+  /** Codec name; default: the broker's default codec (json). */
+  codec?: string;
+}
+
+export interface Subscription {
+  readonly topic: string;
+  readonly group?: string;
+  /** Stops delivery to this handler; in-flight handlers finish first. */
+  unsubscribe(): Promise<void>;
+}
+
+/**
+ * A message broker client. `publish` resolves only after the transport accepted
+ * the message and rejects with a typed error otherwise.
+ */
+export interface Broker {
+  /** Short transport name used in spans and metrics (`messaging.system`): `mqtt`, `kafka`, `memory`. */
+  readonly system: string;
+  connect(): Promise<void>;
+  /** Stops intake, drains in-flight handlers (bounded by the broker's drain timeout), then closes. */
+  disconnect(): Promise<void>;
+  publish<T = unknown>(topic: string, body: T, options?: PublishOptions): Promise<void>;
+  subscribe<S extends StandardSchemaV1>(
+    topic: string,
+    handler: Handler<StandardSchemaV1.InferOutput<S>>,
+    options: SubscribeOptions<S> & { schema: S },
+  ): Promise<Subscription>;
+  subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: SubscribeOptions): Promise<Subscription>;
+}
+
+/** Connection state, for health checks. */
+export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** Optional ability: a broker that reports its connection state. */
+export interface ObservableConnection {
+  readonly state: ConnectionState;
+  /** Calls the listener on every change; returns a function that removes it. */
+  onStateChange(listener: (state: ConnectionState) => void): () => void;
+}

@@ -1,0 +1,18 @@
+import type { Codec } from './codec.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** JSON in UTF-8, the default codec. */
+export const jsonCodec: Codec<unknown> = {
+  name: 'json',
+  contentType: 'application/json',
+  encode(value) {
+    const text = JSON.stringify(value);
+    if (text === undefined) throw new TypeError(`cannot encode ${typeof value} as JSON`);
+    return encoder.encode(text);
+  },
+  decode(bytes) {
+    return JSON.parse(decoder.decode(bytes)) as unknown;
+  },
+};

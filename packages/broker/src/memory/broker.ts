@@ -1,0 +1,212 @@
+import type { Broker, Handler, PublishOptions, SubscribeOptions, Subscription } from '../broker.js';
+import { InFlight } from '../drain.js';
+import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } from '../errors.js';
+import type { OutgoingMessage } from '../middleware/middleware.js';
+import { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
+import { assertFilter, assertPublishTopic } from '../topic.js';
+import { TopicTrie } from './trie.js';
+
+export interface MemoryBrokerOptions extends CommonBrokerOptions {
+  /** Wait before a message whose handler failed is delivered again. Default 50 ms. */
+  redeliveryDelayMs?: number;
+  /** Largest payload accepted by `publish`; larger ones are refused with a PublishError. Default 16 MiB. */
+  maxPayloadBytes?: number;
+}
+
+/** One message on its way to a member; `settle` ends its in-flight tracking (handled, dead-lettered or abandoned). */
+interface Delivery {
+  readonly message: RawMessage;
+  readonly settle: () => void;
+}
+
+/** One subscriber: a queue drained by at most `concurrency` handlers at once. */
+class Member {
+  readonly queue: Delivery[] = [];
+  running = 0;
+  active = true;
+  readonly inFlight = new InFlight();
+
+  constructor(
+    readonly consumer: Consumer,
+    readonly concurrency: number,
+    readonly route: Route,
+  ) {}
+}
+
+/** Where one matching publish goes: every ungrouped subscription, or one member of a group. */
+class Route {
+  readonly members: Member[] = [];
+  #next = 0;
+
+  constructor(
+    readonly filter: string,
+    readonly group: string | undefined,
+  ) {}
+
+  pick(): Member | undefined {
+    const members = this.members.filter((m) => m.active);
+    if (members.length === 0) return undefined;
+    return members[this.#next++ % members.length];
+  }
+}
+
+/**
+ * A complete in-process broker: MQTT-style filters matched through a topic trie,
+ * groups that load-balance, redelivery when a handler fails, bounded concurrency
+ * and drain on disconnect. It is the embedded default and a test double for
+ * unit tests of code that takes a `Broker`.
+ */
+export class MemoryBroker implements Broker {
+  readonly system = 'memory';
+  readonly #pipeline: MessagePipeline;
+  #trie = new TopicTrie<Route>();
+  readonly #groups = new Map<string, Route>();
+  readonly #inFlight = new InFlight();
+  readonly #members = new Set<Member>();
+  readonly #redeliveryDelayMs: number;
+  readonly #maxPayloadBytes: number;
+  readonly #publish: (topic: string, body: unknown, options?: PublishOptions) => Promise<void>;
+  #abort = new AbortController();
+  #state: 'disconnected' | 'connected' | 'closing' = 'disconnected';
+
+  constructor(options: MemoryBrokerOptions = {}) {
+    this.#pipeline = new MessagePipeline(this.system, options);
+    this.#redeliveryDelayMs = options.redeliveryDelayMs ?? 50;
+    this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
+    this.#publish = this.#pipeline.publisher<PublishOptions>((message) => this.#route(message));
+  }
+
+  async connect(): Promise<void> {
+    if (this.#state === 'closing') throw new ConnectionError('memory broker is disconnecting');
+    if (this.#state === 'disconnected') this.#abort = new AbortController();
+    this.#state = 'connected';
+  }
+
+  async disconnect(): Promise<void> {
+    if (this.#state !== 'connected') return;
+    this.#state = 'closing';
+    const pending = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
+    this.#abort.abort(new ConnectionError('memory broker disconnected'));
+    for (const member of this.#members) {
+      member.active = false;
+      for (const delivery of member.queue.splice(0)) delivery.settle();
+    }
+    this.#members.clear();
+    this.#groups.clear();
+    this.#trie = new TopicTrie<Route>();
+    this.#state = 'disconnected';
+    if (pending > 0) throw new DrainTimeoutError(pending, this.#pipeline.drainTimeoutMs);
+  }
+
+  publish<T = unknown>(topic: string, body: T, options?: PublishOptions): Promise<void> {
+    if (this.#state !== 'connected') return Promise.reject(new ConnectionError(`cannot publish to ${topic}: memory broker is not connected`));
+    try {
+      assertPublishTopic(topic);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#publish(topic, body, options);
+  }
+
+  async subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
+    if (this.#state !== 'connected') throw new ConnectionError(`cannot subscribe to ${filter}: memory broker is not connected`);
+    assertFilter(filter);
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
+    const consumer = this.#pipeline.consumer(filter, handler as Handler<never>, options, MessagePipeline.deadLetterVia((t, b, o) => this.#publish(t, b, o)));
+    const key = options.group === undefined ? undefined : `${options.group}\u0000${filter}`;
+    let route = key === undefined ? undefined : this.#groups.get(key);
+    if (!route) {
+      route = new Route(filter, options.group);
+      this.#trie.add(filter, route);
+      if (key !== undefined) this.#groups.set(key, route);
+    }
+    const member = new Member(consumer, concurrency, route);
+    route.members.push(member);
+    this.#members.add(member);
+    return {
+      topic: filter,
+      ...(options.group === undefined ? {} : { group: options.group }),
+      unsubscribe: () => this.#unsubscribe(member, key),
+    };
+  }
+
+  async #unsubscribe(member: Member, key: string | undefined): Promise<void> {
+    if (!member.active) return;
+    member.active = false;
+    const route = member.route;
+    route.members.splice(route.members.indexOf(member), 1);
+    this.#members.delete(member);
+    if (route.members.length === 0) {
+      this.#trie.remove(route.filter, route);
+      if (key !== undefined) this.#groups.delete(key);
+    }
+    // What was already queued for this member is still handled: it was accepted for it.
+    await member.inFlight.idle(this.#pipeline.drainTimeoutMs);
+  }
+
+  async #route(message: OutgoingMessage<PublishOptions>): Promise<void> {
+    if (message.payload.byteLength > this.#maxPayloadBytes) {
+      throw new PublishError(message.topic, `payload of ${message.payload.byteLength} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
+    }
+    const raw: RawMessage = {
+      topic: message.topic,
+      body: message.payload,
+      headers: message.headers,
+      timestamp: Date.now(),
+      ...(message.key === undefined ? {} : { key: message.key }),
+      ...(message.headers['message-id'] === undefined ? {} : { id: message.headers['message-id'] }),
+    };
+    for (const route of this.#trie.match(message.topic)) {
+      const targets = route.group === undefined ? route.members : [route.pick()];
+      for (const member of targets) if (member) this.#accept(member, { ...raw, headers: { ...raw.headers } });
+    }
+  }
+
+  /** Tracks a new delivery from acceptance until it is handled, so that drain waits for queued messages too. */
+  #accept(member: Member, message: RawMessage): void {
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    void this.#inFlight.track(member.inFlight.track(settled));
+    this.#enqueue(member, { message, settle });
+  }
+
+  #enqueue(member: Member, delivery: Delivery): void {
+    member.queue.push(delivery);
+    this.#pump(member);
+  }
+
+  #pump(member: Member): void {
+    while (member.running < member.concurrency && member.queue.length > 0) {
+      const delivery = member.queue.shift()!;
+      member.running++;
+      void member.consumer(delivery.message, this.#abort.signal).then(
+        () => {
+          member.running--;
+          delivery.settle();
+          this.#pump(member);
+        },
+        () => {
+          member.running--;
+          this.#redeliver(member, delivery);
+          this.#pump(member);
+        },
+      );
+    }
+  }
+
+  /** A failed message goes back to its route after a delay (to another member of a group if one is left). */
+  #redeliver(member: Member, delivery: Delivery): void {
+    const signal = this.#abort.signal;
+    const giveUp = (): void => {
+      clearTimeout(timer);
+      delivery.settle();
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', giveUp);
+      const target = member.route.group === undefined ? member : (member.route.pick() ?? member);
+      this.#enqueue(target, delivery);
+    }, this.#redeliveryDelayMs);
+    signal.addEventListener('abort', giveUp, { once: true });
+  }
+}

@@ -1,0 +1,26 @@
+import type { CodecRegistry } from '../codec/registry.js';
+import { BrokerError, DecodeError } from '../errors.js';
+import { HEADER } from '../message.js';
+import type { Middleware } from './middleware.js';
+
+/**
+ * Decodes the received bytes with the codec named by the `content-type` header,
+ * or with `fallback` when the message has none (a foreign publisher, MQTT 3.1.1).
+ * A payload the codec cannot read fails with a non-retriable DecodeError.
+ */
+export function decode(codecs: CodecRegistry, fallback: string): Middleware {
+  const fallbackCodec = codecs.get(fallback);
+  return (next) => (message, context) => {
+    let body: unknown;
+    const contentType = message.headers[HEADER.contentType];
+    try {
+      const codec = contentType ? codecs.forContentType(contentType) : fallbackCodec;
+      body = codec.decode(context.payload);
+    } catch (error) {
+      if (error instanceof BrokerError) throw error;
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new DecodeError(`cannot decode ${context.payload.byteLength}-byte payload on ${message.topic} as ${contentType ?? fallback}: ${detail}`, { cause: error });
+    }
+    return next({ ...message, body }, context);
+  };
+}

@@ -1,0 +1,103 @@
+import type { Attributes, TextMapPropagator, TracerProvider } from '@opentelemetry/api';
+import { context as otelContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { HandlerContext } from '../broker.js';
+import { errorType } from '../errors.js';
+import type { Headers, Message } from '../message.js';
+import type { Middleware, PublishMiddleware } from './middleware.js';
+import { W3CTraceContext } from './propagation.js';
+
+export interface TracingOptions {
+  /** `messaging.system`: `mqtt`, `kafka`, `memory`. */
+  system: string;
+  /** Default: the global tracer provider. */
+  tracerProvider?: TracerProvider;
+  /** Default: W3C Trace Context in the message headers. */
+  propagator?: TextMapPropagator;
+}
+
+const TRACER_NAME = '@ktransport/broker';
+const headerSetter = { set: (carrier: Headers, key: string, value: string) => void (carrier[key] = value) };
+const headerGetter = {
+  get: (carrier: Headers, key: string) => carrier[key],
+  keys: (carrier: Headers) => Object.keys(carrier),
+};
+
+/**
+ * Producer side: one `send {topic}` PRODUCER span per publish, its context
+ * injected into the outgoing headers so the consumer can continue the trace.
+ */
+export function tracingPublisher(options: TracingOptions): PublishMiddleware {
+  const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(TRACER_NAME);
+  const propagator = options.propagator ?? new W3CTraceContext();
+  return (next) => async (message) => {
+    const attributes: Attributes = {
+      'messaging.system': options.system,
+      'messaging.destination.name': message.topic,
+      'messaging.operation.name': 'send',
+      'messaging.operation.type': 'send',
+      'messaging.message.body.size': message.payload.byteLength,
+    };
+    if (message.key !== undefined && options.system === 'kafka') attributes['messaging.kafka.message.key'] = message.key;
+    const span = tracer.startSpan(`send ${message.topic}`, { kind: SpanKind.PRODUCER, attributes });
+    const active = trace.setSpan(otelContext.active(), span);
+    propagator.inject(active, message.headers, headerSetter);
+    try {
+      await otelContext.with(active, () => next(message));
+    } catch (error) {
+      fail(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  };
+}
+
+/**
+ * Consumer side: one `process {topic}` CONSUMER span per delivery, a child of
+ * the producer's context extracted from the headers, active while the handler runs.
+ */
+export function tracingConsumer(options: TracingOptions): Middleware {
+  const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(TRACER_NAME);
+  const propagator = options.propagator ?? new W3CTraceContext();
+  return (next) => async (message, context) => {
+    const parent = propagator.extract(ROOT_CONTEXT, message.headers, headerGetter);
+    const span = tracer.startSpan(
+      `process ${message.topic}`,
+      { kind: SpanKind.CONSUMER, attributes: consumerAttributes(options.system, message, context) },
+      parent,
+    );
+    try {
+      await otelContext.with(trace.setSpan(parent, span), () => next(message, context));
+    } catch (error) {
+      fail(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  };
+}
+
+function consumerAttributes(system: string, message: Message, context: HandlerContext): Attributes {
+  const attributes: Attributes = {
+    'messaging.system': system,
+    'messaging.destination.name': message.topic,
+    'messaging.operation.name': 'process',
+    'messaging.operation.type': 'process',
+    'messaging.message.body.size': context.payload.byteLength,
+  };
+  if (context.filter !== message.topic) attributes['messaging.destination.template'] = context.filter;
+  if (context.group) attributes['messaging.consumer.group.name'] = context.group;
+  if (message.id !== undefined) attributes['messaging.message.id'] = message.id;
+  if (message.partition !== undefined) attributes['messaging.destination.partition.id'] = String(message.partition);
+  if (system === 'kafka') {
+    if (message.key !== undefined) attributes['messaging.kafka.message.key'] = message.key;
+    if (message.offset !== undefined) attributes['messaging.kafka.offset'] = Number(message.offset);
+  }
+  return attributes;
+}
+
+function fail(span: ReturnType<ReturnType<TracerProvider['getTracer']>['startSpan']>, error: unknown): void {
+  span.setAttribute('error.type', errorType(error));
+  if (error instanceof Error) span.recordException(error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+}

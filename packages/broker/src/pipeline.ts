@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto';
+import type { MeterProvider, TextMapPropagator, TracerProvider } from '@opentelemetry/api';
+import type { Handler, HandlerContext, PublishOptions, SubscribeOptions } from './broker.js';
+import { CodecRegistry } from './codec/registry.js';
+import { BrokerError, ConfigurationError, PublishError } from './errors.js';
+import { HEADER, type Headers, type Message } from './message.js';
+import { deadLetter, type DeadLetterPublish } from './middleware/dead-letter.js';
+import { decode } from './middleware/decode.js';
+import { metricsConsumer, metricsPublisher } from './middleware/metrics.js';
+import type { Middleware, OutgoingMessage, PublishFn, PublishMiddleware } from './middleware/middleware.js';
+import { chain, chainPublish } from './middleware/middleware.js';
+import { retry } from './middleware/retry.js';
+import { timeout } from './middleware/timeout.js';
+import { tracingConsumer, tracingPublisher } from './middleware/tracing.js';
+import { validation } from './middleware/validation.js';
+
+/** Options every broker accepts, whatever its transport. */
+export interface CommonBrokerOptions {
+  /** Codecs for publish and receive. Default: a registry with json, text, bytes and msgpack. */
+  codecs?: CodecRegistry;
+  /** Codec used when publish or subscribe options name none. Default `json`. */
+  defaultCodec?: string;
+  /** OpenTelemetry spans (`send`/`process`). Default on, using the global tracer provider. */
+  tracing?: boolean | { tracerProvider?: TracerProvider; propagator?: TextMapPropagator };
+  /** OpenTelemetry `messaging.*` metrics. Default on, using the global meter provider. */
+  metrics?: boolean | { meterProvider?: MeterProvider };
+  /** Subscribe-side middleware, run inside tracing and metrics, outside retry and dead-letter. */
+  middleware?: Middleware[];
+  /** Publish-side middleware, run inside tracing and metrics, after encoding. */
+  publishMiddleware?: PublishMiddleware[];
+  /** How long `disconnect()` waits for in-flight handlers. Default 10,000 ms. */
+  drainTimeoutMs?: number;
+}
+
+/** A received message before decoding: `body` holds the bytes from the wire. */
+export type RawMessage = Message<Uint8Array>;
+
+/** Processes one received message; resolves to acknowledge, rejects to hand it back for redelivery. */
+export type Consumer = (message: RawMessage, signal: AbortSignal) => Promise<void>;
+
+/**
+ * The transport-independent part of a broker, shared by composition: encoding and
+ * publish middleware on the way out; tracing, metrics, user middleware,
+ * dead-letter, retry, timeout, decoding and validation on the way in.
+ */
+export class MessagePipeline {
+  readonly codecs: CodecRegistry;
+  readonly defaultCodec: string;
+  readonly drainTimeoutMs: number;
+  readonly #system: string;
+  readonly #consumerOuter: Middleware[] = [];
+  readonly #publishOuter: PublishMiddleware[] = [];
+
+  constructor(system: string, options: CommonBrokerOptions = {}) {
+    this.#system = system;
+    this.codecs = options.codecs ?? new CodecRegistry();
+    this.defaultCodec = options.defaultCodec ?? 'json';
+    this.codecs.get(this.defaultCodec);
+    this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    if (!(this.drainTimeoutMs >= 0)) throw new ConfigurationError(`drainTimeoutMs must be >= 0, got ${options.drainTimeoutMs}`);
+    if (options.tracing !== false) {
+      const tracing = typeof options.tracing === 'object' ? options.tracing : {};
+      this.#consumerOuter.push(tracingConsumer({ system, ...tracing }));
+      this.#publishOuter.push(tracingPublisher({ system, ...tracing }));
+    }
+    if (options.metrics !== false) {
+      const metrics = typeof options.metrics === 'object' ? options.metrics : {};
+      this.#consumerOuter.push(metricsConsumer({ system, ...metrics }));
+      this.#publishOuter.push(metricsPublisher({ system, ...metrics }));
+    }
+    this.#consumerOuter.push(...(options.middleware ?? []));
+    this.#publishOuter.push(...(options.publishMiddleware ?? []));
+  }
+
+  /**
+   * Builds the publish function of a broker around its transport `send`. The
+   * payload handed to `send` is exactly the codec's bytes; metadata is in headers.
+   */
+  publisher<O extends PublishOptions>(send: PublishFn<O>): (topic: string, body: unknown, options?: O) => Promise<void> {
+    const chained = chainPublish(this.#publishOuter, send);
+    return async (topic, body, options = {} as O) => {
+      const message = this.encode(topic, body, options);
+      try {
+        await chained(message);
+      } catch (error) {
+        if (error instanceof BrokerError) throw error;
+        throw new PublishError(topic, `publish to ${topic} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retriable: true });
+      }
+    };
+  }
+
+  /** Encodes a body with the chosen codec and fills in `content-type` and `message-id`. */
+  encode<O extends PublishOptions>(topic: string, body: unknown, options: O): OutgoingMessage<O> {
+    const codec = this.codecs.get(options.codec ?? this.defaultCodec);
+    let payload: Uint8Array;
+    try {
+      payload = codec.encode(body as never);
+    } catch (error) {
+      throw new PublishError(topic, `cannot encode body for ${topic} with codec "${codec.name}": ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    const headers: Headers = { ...options.headers };
+    // Bytes carry whatever content type the caller labelled them with (dead-letter keeps the original).
+    if (codec.name !== 'bytes' || !headers[HEADER.contentType]) headers[HEADER.contentType] = codec.contentType;
+    headers[HEADER.messageId] ??= randomUUID();
+    return options.key === undefined ? { topic, payload, headers, options } : { topic, payload, headers, key: options.key, options };
+  }
+
+  /**
+   * Builds the consumer for one subscription. `deadLetterPublish` sends bytes to
+   * the dead-letter topic through the same broker.
+   */
+  consumer(filter: string, handler: Handler<never>, options: SubscribeOptions, deadLetterPublish: DeadLetterPublish): Consumer {
+    const inner: Middleware[] = [];
+    if (options.deadLetter) inner.push(deadLetter(options.deadLetter, deadLetterPublish));
+    if (options.retry) inner.push(retry(options.retry));
+    if (options.timeoutMs !== undefined) inner.push(timeout(options.timeoutMs));
+    inner.push(decode(this.codecs, options.codec ?? this.defaultCodec));
+    if (options.schema) inner.push(validation(options.schema));
+    const run = chain(...this.#consumerOuter, ...inner)(handler as Handler<unknown>);
+    const group = options.group;
+    return async (message, signal) => {
+      const context: HandlerContext = group === undefined
+        ? { attempt: 1, filter, signal, payload: message.body }
+        : { attempt: 1, filter, group, signal, payload: message.body };
+      await run(message, context);
+    };
+  }
+
+  /** Sends dead-letter bytes through `publish` with the bytes codec, keeping the original content type. */
+  static deadLetterVia(publish: (topic: string, body: unknown, options: PublishOptions) => Promise<void>): DeadLetterPublish {
+    return (topic, payload, headers) => publish(topic, payload, { codec: 'bytes', headers });
+  }
+}

@@ -1,0 +1,2 @@
+export { type BrokerFeatures, type ConformanceCase, conformanceCases, type ConformanceOptions } from './conformance.js';
+export { publishEventually, sleep, waitFor } from './wait.js';

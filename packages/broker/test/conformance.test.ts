@@ -1,0 +1,12 @@
+import { describe, it } from 'vitest';
+import { MemoryBroker } from '@ktransport/broker';
+import { conformanceCases } from '@ktransport/broker/testing';
+
+describe('MemoryBroker conformance', () => {
+  const cases = conformanceCases({
+    createBroker: () => new MemoryBroker({ redeliveryDelayMs: 5 }),
+    features: { wildcards: true, groups: true, persistent: false, orderingPerKey: true, redelivery: true },
+    waitMs: 5_000,
+  });
+  for (const c of cases) it.skipIf(Boolean(c.skip))(c.skip ? `${c.name} (skipped: ${c.skip})` : c.name, c.run, c.timeoutMs);
+});
