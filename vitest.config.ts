@@ -1,13 +1,33 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
-// Tests import workspace packages from their TypeScript sources (the
-// "@ktransport/source" export condition), so a test run never sees a stale dist/.
+type Exports = Record<string, { '@ktransport/source'?: string }>;
+
+/**
+ * Tests import workspace packages by name but run their TypeScript sources (the
+ * "@ktransport/source" entry of each export), so a test never sees a stale dist/.
+ */
+function sourceAliases(): { find: string; replacement: string }[] {
+  const aliases: { find: string; replacement: string }[] = [];
+  for (const dir of readdirSync('packages')) {
+    const manifest = join('packages', dir, 'package.json');
+    if (!existsSync(manifest)) continue;
+    const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { name: string; exports?: Exports };
+    for (const [subpath, entry] of Object.entries(pkg.exports ?? {})) {
+      const source = entry['@ktransport/source'];
+      if (source) aliases.push({ find: join(pkg.name, subpath), replacement: resolve('packages', dir, source) });
+    }
+  }
+  // Longest first, so "@ktransport/broker/testing" wins over "@ktransport/broker".
+  return aliases.sort((a, b) => b.find.length - a.find.length);
+}
+
 export default defineConfig({
-  resolve: { conditions: ['@ktransport/source'] },
+  resolve: { alias: sourceAliases() },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
     testTimeout: 30_000,
-    hookTimeout: 60_000,
-    reporters: ['default'],
+    hookTimeout: 120_000,
   },
 });

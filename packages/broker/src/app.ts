@@ -71,7 +71,11 @@ export class App {
     await this.#done;
   }
 
-  /** Stops started servers in reverse order within `stopTimeoutMs`. Safe to call more than once. */
+  /**
+   * Stops started servers in reverse order, waiting at most `stopTimeoutMs` in
+   * all; servers reached after the deadline are still told to stop. Safe to call
+   * more than once.
+   */
   stop(): Promise<void> {
     this.#stopping ??= this.#stopAll().finally(() => {
       for (const signal of this.#signals) process.off(signal, this.#onSignal);

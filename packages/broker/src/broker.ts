@@ -33,7 +33,10 @@ export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1>
   concurrency?: number;
   /** Any Standard Schema (zod, valibot, arktype): the body is validated and typed as its output. */
   schema?: S;
-  /** Codec used when a message carries no `content-type` header. Default: the broker's default codec. */
+  /**
+   * Codec used when a message carries no `content-type` header. Default: the
+   * broker's default codec. `bytes` hands over the raw payload whatever its content type.
+   */
   codec?: string;
   /** In-process retries before the message is dead-lettered or handed back for redelivery. */
   retry?: RetryPolicy;

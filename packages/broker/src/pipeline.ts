@@ -47,12 +47,10 @@ export class MessagePipeline {
   readonly codecs: CodecRegistry;
   readonly defaultCodec: string;
   readonly drainTimeoutMs: number;
-  readonly #system: string;
   readonly #consumerOuter: Middleware[] = [];
   readonly #publishOuter: PublishMiddleware[] = [];
 
   constructor(system: string, options: CommonBrokerOptions = {}) {
-    this.#system = system;
     this.codecs = options.codecs ?? new CodecRegistry();
     this.defaultCodec = options.defaultCodec ?? 'json';
     this.codecs.get(this.defaultCodec);

@@ -3,7 +3,7 @@ import { ConfigurationError, PublishError } from './errors.js';
 /** Checks a topic to publish to: not empty, no wildcards, no NUL. Throws PublishError. */
 export function assertPublishTopic(topic: string): void {
   if (typeof topic !== 'string' || topic.length === 0) throw new PublishError(String(topic), 'topic must be a non-empty string');
-  if (/[+#\u0000]/.test(topic)) throw new PublishError(topic, `cannot publish to "${topic}": wildcards (+, #) and NUL are not allowed in a topic name`);
+  if (/[+#]/.test(topic) || topic.includes('\u0000')) throw new PublishError(topic, `cannot publish to "${topic}": wildcards (+, #) and NUL are not allowed in a topic name`);
 }
 
 /**

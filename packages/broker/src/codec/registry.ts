@@ -15,12 +15,12 @@ export class CodecRegistry {
   readonly #byContentType = new Map<string, Codec>();
   readonly #byMediaType = new Map<string, Codec>();
 
-  constructor(codecs: Iterable<Codec<never>> = defaultCodecs()) {
+  constructor(codecs: Iterable<Codec<unknown>> = defaultCodecs()) {
     for (const codec of codecs) this.register(codec);
   }
 
   /** Adds a codec; a second codec with the same name is a configuration error. */
-  register(codec: Codec<never>): this {
+  register<T>(codec: Codec<T>): this {
     const c = codec as unknown as Codec;
     if (this.#byName.has(c.name)) throw new ConfigurationError(`codec "${c.name}" is already registered`);
     this.#byName.set(c.name, c);
@@ -55,8 +55,8 @@ export class CodecRegistry {
 }
 
 /** The codecs every registry starts with: json, text, bytes and msgpack. */
-export function defaultCodecs(): Codec<never>[] {
-  return [jsonCodec, textCodec, bytesCodec, msgpackCodec] as Codec<never>[];
+export function defaultCodecs(): Codec<unknown>[] {
+  return [jsonCodec, textCodec, bytesCodec, msgpackCodec] as Codec<unknown>[];
 }
 
 function normalize(contentType: string): string {

@@ -6,10 +6,13 @@ import type { Middleware } from './middleware.js';
 /**
  * Decodes the received bytes with the codec named by the `content-type` header,
  * or with `fallback` when the message has none (a foreign publisher, MQTT 3.1.1).
- * A payload the codec cannot read fails with a non-retriable DecodeError.
+ * A subscription whose codec is `bytes` gets the raw bytes whatever the header
+ * says (a dead-letter reader, a proxy). A payload the codec cannot read fails
+ * with a non-retriable DecodeError.
  */
 export function decode(codecs: CodecRegistry, fallback: string): Middleware {
   const fallbackCodec = codecs.get(fallback);
+  if (fallback === 'bytes') return (next) => (message, context) => next({ ...message, body: context.payload }, context);
   return (next) => (message, context) => {
     let body: unknown;
     const contentType = message.headers[HEADER.contentType];

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { App, type Server, StopError, TimeoutError } from '@ktransport/broker';
+import { waitFor } from '@ktransport/broker/testing';
+
+function server(name: string, log: string[], behaviour: { failStart?: boolean; stopMs?: number } = {}): Server {
+  return {
+    name,
+    async start() {
+      if (behaviour.failStart) throw new Error(`${name} cannot bind`);
+      log.push(`start ${name}`);
+    },
+    async stop() {
+      log.push(`stop ${name}`);
+      await new Promise((r) => setTimeout(r, behaviour.stopMs ?? 0));
+    },
+  };
+}
+
+describe('App', () => {
+  it('starts servers in order and stops them in reverse order', async () => {
+    const log: string[] = [];
+    const lines: string[] = [];
+    const app = new App({ name: 'saver', servers: [server('broker', log), server('grpc', log)], signals: [], logger: (l) => lines.push(l) });
+    await app.start();
+    await app.stop();
+    expect(log).toEqual(['start broker', 'start grpc', 'stop grpc', 'stop broker']);
+    expect(lines).toContain('saver: grpc stopped');
+  });
+
+  it('stops what started when a later server fails to start', async () => {
+    const log: string[] = [];
+    const app = new App({ servers: [server('a', log), server('b', log, { failStart: true })], signals: [] });
+    await expect(app.start()).rejects.toThrow('b cannot bind');
+    expect(log).toEqual(['start a', 'stop a']);
+  });
+
+  it('stops on SIGTERM and run() resolves', async () => {
+    const log: string[] = [];
+    const app = new App({ servers: [server('a', log)], signals: ['SIGTERM'] });
+    const running = app.run();
+    await waitFor(() => log.length === 1, 2000, () => 'not started');
+    process.emit('SIGTERM');
+    await running;
+    expect(log).toEqual(['start a', 'stop a']);
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it('gives up waiting for a server that does not stop within stopTimeoutMs and still stops the others', async () => {
+    const log: string[] = [];
+    const app = new App({ servers: [server('a', log), server('slow', log, { stopMs: 500 })], stopTimeoutMs: 50, signals: [] });
+    await app.start();
+    const error = await app.stop().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StopError);
+    expect((error as StopError).errors[0]).toBeInstanceOf(TimeoutError);
+    expect(log).toContain('stop a');
+  });
+});

@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigurationError,
+  ConnectionError,
+  DrainTimeoutError,
+  type Headers,
+  MemoryBroker,
+  type Middleware,
+  PublishError,
+  type PublishMiddleware,
+} from '@ktransport/broker';
+import { sleep, waitFor } from '@ktransport/broker/testing';
+import { deferred, memoryBroker } from './helpers.js';
+
+describe('MemoryBroker', () => {
+  it('refuses to publish or subscribe before connect and after disconnect', async () => {
+    const broker = new MemoryBroker();
+    await expect(broker.publish('t', 1)).rejects.toBeInstanceOf(ConnectionError);
+    await expect(broker.subscribe('t', () => undefined)).rejects.toBeInstanceOf(ConnectionError);
+    await broker.connect();
+    await broker.publish('t', 1);
+    await broker.disconnect();
+    await expect(broker.publish('t', 1)).rejects.toBeInstanceOf(ConnectionError);
+  });
+
+  it('rejects bad topics, filters and concurrency with typed errors', async () => {
+    const broker = await memoryBroker();
+    await expect(broker.publish('a/+', 1)).rejects.toBeInstanceOf(PublishError);
+    await expect(broker.subscribe('a/#/b', () => undefined)).rejects.toBeInstanceOf(ConfigurationError);
+    await expect(broker.subscribe('a', () => undefined, { concurrency: 0 })).rejects.toBeInstanceOf(ConfigurationError);
+    await broker.disconnect();
+  });
+
+  it('refuses payloads above maxPayloadBytes and still delivers the others', async () => {
+    const broker = await memoryBroker({ maxPayloadBytes: 64 });
+    const got: string[] = [];
+    await broker.subscribe('t', (m) => void got.push(m.body as string), { codec: 'text' });
+    await expect(broker.publish('t', 'x'.repeat(65), { codec: 'text' })).rejects.toThrow(/exceeds maxPayloadBytes \(64\)/);
+    await broker.publish('t', 'small', { codec: 'text' });
+    await waitFor(() => got.length === 1, 2000, () => 'nothing');
+    expect(got).toEqual(['small']);
+    await broker.disconnect();
+  });
+
+  it('bounds handlers running at once by concurrency', async () => {
+    const broker = await memoryBroker();
+    let running = 0;
+    let peak = 0;
+    let done = 0;
+    await broker.subscribe('t', async () => {
+      peak = Math.max(peak, ++running);
+      await sleep(5);
+      running--;
+      done++;
+    }, { concurrency: 3 });
+    for (let i = 0; i < 20; i++) await broker.publish('t', i);
+    await waitFor(() => done === 20, 5000, () => String(done));
+    expect(peak).toBe(3);
+    await broker.disconnect();
+  });
+
+  it('waits redeliveryDelayMs before delivering a failed message again', async () => {
+    const broker = await memoryBroker({ redeliveryDelayMs: 80 });
+    const at: number[] = [];
+    await broker.subscribe('t', () => {
+      at.push(performance.now());
+      if (at.length === 1) throw new Error('first try fails');
+    });
+    await broker.publish('t', 1);
+    await waitFor(() => at.length === 2, 2000, () => String(at.length));
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(75);
+    await broker.disconnect();
+  });
+
+  it('drains queued and running handlers on disconnect', async () => {
+    const broker = await memoryBroker();
+    const finished: number[] = [];
+    await broker.subscribe<number>('t', async (m) => {
+      await sleep(20);
+      finished.push(m.body);
+    });
+    for (let i = 0; i < 5; i++) await broker.publish('t', i);
+    await broker.disconnect();
+    expect(finished).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('gives up draining after drainTimeoutMs with a DrainTimeoutError naming what was left', async () => {
+    const broker = await memoryBroker({ drainTimeoutMs: 50 });
+    const release = deferred();
+    let aborted = false;
+    await broker.subscribe('t', async (_, c) => {
+      c.signal.addEventListener('abort', () => (aborted = true));
+      await release.promise;
+    });
+    await broker.publish('t', 1);
+    await sleep(5);
+    const error = await broker.disconnect().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DrainTimeoutError);
+    expect((error as DrainTimeoutError).pending).toBe(1);
+    expect(aborted).toBe(true);
+    release.resolve();
+  });
+
+  it('finishes what was queued for a subscription before unsubscribe resolves, then stops delivering', async () => {
+    const broker = await memoryBroker();
+    const got: number[] = [];
+    const sub = await broker.subscribe<number>('t', async (m) => {
+      await sleep(5);
+      got.push(m.body);
+    });
+    for (let i = 0; i < 3; i++) await broker.publish('t', i);
+    await sub.unsubscribe();
+    expect(got).toEqual([0, 1, 2]);
+    await broker.publish('t', 3);
+    await sleep(20);
+    expect(got).toEqual([0, 1, 2]);
+    await broker.disconnect();
+  });
+
+  it('runs the middleware and publishMiddleware options around every message', async () => {
+    const seen: string[] = [];
+    const stamp: PublishMiddleware = (next) => (m) => {
+      (m.headers as Headers)['x-tenant'] = 'acme';
+      return next(m);
+    };
+    const audit: Middleware = (next) => async (m, c) => {
+      seen.push(`${m.topic}:${m.headers['x-tenant']}`);
+      await next(m, c);
+    };
+    const broker = await memoryBroker({ publishMiddleware: [stamp], middleware: [audit] });
+    await broker.subscribe('t', () => undefined);
+    await broker.publish('t', 1);
+    await waitFor(() => seen.length === 1, 2000, () => 'nothing');
+    expect(seen).toEqual(['t:acme']);
+    await broker.disconnect();
+  });
+
+  it('load-balances a group round-robin and gives every plain subscriber a copy', async () => {
+    const broker = await memoryBroker();
+    const counts = [0, 0, 0];
+    let plain = 0;
+    await broker.subscribe('t', () => void counts[0]!++, { group: 'g' });
+    await broker.subscribe('t', () => void counts[1]!++, { group: 'g' });
+    await broker.subscribe('t', () => void counts[2]!++, { group: 'g' });
+    await broker.subscribe('t', () => void plain++);
+    for (let i = 0; i < 30; i++) await broker.publish('t', i);
+    await waitFor(() => plain === 30 && counts.reduce((a, b) => a + b) === 30, 2000, () => `${counts} ${plain}`);
+    expect(counts).toEqual([10, 10, 10]);
+    await broker.disconnect();
+  });
+});
