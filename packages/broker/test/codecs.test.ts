@@ -5,6 +5,7 @@ import {
   CodecRegistry,
   ConfigurationError,
   DEAD_LETTER_HEADER,
+  decode,
   DecodeError,
   jsonCodec,
   type Message,
@@ -114,6 +115,23 @@ describe('codecs', () => {
     await expect(broker.publish('t', 42, { codec: 'text' })).rejects.toThrow(/cannot encode body for t with codec "text"/);
     await expect(broker.publish('t', undefined)).rejects.toThrow(/cannot encode/);
     await broker.disconnect();
+  });
+
+  it('decodes a message without content-type with the subscription codec', async () => {
+    const registry = new CodecRegistry();
+    const seen: unknown[] = [];
+    const run = decode(registry, 'msgpack')((m) => void seen.push(m.body));
+    const payload = msgpackCodec.encode({ from: 'a device that sends no headers' });
+    await run({ topic: 't', body: payload, headers: {} }, { attempt: 1, filter: 't', signal: new AbortController().signal, payload });
+    expect(seen).toEqual([{ from: 'a device that sends no headers' }]);
+  });
+
+  it('names protobuf codecs and content types by the options when given', () => {
+    const Type = protobuf.Root.fromJSON({ nested: { Ping: { fields: { n: { type: 'int32', id: 1 } } } } }).lookupType('Ping');
+    const codec = protobufCodec(Type, { name: 'ping', messageType: 'acme.v1.Ping' });
+    expect(codec.name).toBe('ping');
+    expect(codec.contentType).toBe('application/x-protobuf; messageType=acme.v1.Ping');
+    expect(Type.toObject(codec.decode(codec.encode(Type.create({ n: 5 }))) as protobuf.Message)).toEqual({ n: 5 });
   });
 
   it('rejects an unknown content type with a DecodeError', () => {

@@ -20,6 +20,7 @@ class ReportRepository {
 @injectable()
 class Store {
   readonly reports: Report[] = [];
+  readonly keys: (string | undefined)[] = [];
 }
 
 @injectable()
@@ -30,6 +31,7 @@ class ReportService {
   async onReport(message: Message<Report>): Promise<void> {
     const report: Report = message.body;
     this.store.reports.push(report);
+    this.store.keys.push(message.key);
   }
 }
 
@@ -67,6 +69,7 @@ describe('the used-by flow: @Subscribe service, repository with an injected Brok
 
     expect(new Set(store.reports.map((r) => r.device)).size).toBe(100);
     expect(store.reports[0]).toEqual({ device: 'd0', celsius: 20 });
+    expect(store.keys[0]).toBe('d0');
     const [violation] = dead.messages;
     expect(JSON.parse(new TextDecoder().decode(violation?.body as Uint8Array))).toEqual({ device: 'd-bad', celsius: 'hot' });
     expect(violation?.headers[DEAD_LETTER_HEADER.originalTopic]).toBe('reports/temperature');
