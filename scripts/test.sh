@@ -16,5 +16,8 @@ step "typechecking tests"
 pnpm exec tsc -p tsconfig.test.json
 step "linting"
 pnpm exec eslint .
+step "starting Apache Kafka (KRaft) on 127.0.0.1:9092"
+bash scripts/kafka.sh tools
+bash scripts/kafka.sh start
 step "running tests"
 pnpm exec vitest run "$@"
