@@ -149,3 +149,19 @@ describe('MemoryBroker', () => {
     await broker.disconnect();
   });
 });
+
+describe('MemoryBroker connection state', () => {
+  it('reports connected between connect and disconnect, and tells listeners', async () => {
+    const broker = new MemoryBroker();
+    const seen: string[] = [];
+    const off = broker.onStateChange((s) => seen.push(s));
+    expect(broker.state).toBe('disconnected');
+    await broker.connect();
+    expect(broker.state).toBe('connected');
+    await broker.disconnect();
+    off();
+    await broker.connect();
+    expect(seen).toEqual(['connected', 'disconnected']);
+    await broker.disconnect();
+  });
+});

@@ -1,4 +1,4 @@
-import type { Broker, Handler, PublishOptions, SubscribeOptions, Subscription } from '../broker.js';
+import type { Broker, ConnectionState, Handler, ObservableConnection, PublishOptions, SubscribeOptions, Subscription } from '../broker.js';
 import { InFlight } from '../drain.js';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } from '../errors.js';
 import type { OutgoingMessage } from '../middleware/middleware.js';
@@ -56,7 +56,7 @@ class Route {
  * and drain on disconnect. It is the embedded default and a test double for
  * unit tests of code that takes a `Broker`.
  */
-export class MemoryBroker implements Broker {
+export class MemoryBroker implements Broker, ObservableConnection {
   readonly system = 'memory';
   readonly #pipeline: MessagePipeline;
   #trie = new TopicTrie<Route>();
@@ -68,6 +68,7 @@ export class MemoryBroker implements Broker {
   readonly #publish: (topic: string, body: unknown, options?: PublishOptions) => Promise<void>;
   #abort = new AbortController();
   #state: 'disconnected' | 'connected' | 'closing' = 'disconnected';
+  readonly #listeners = new Set<(state: ConnectionState) => void>();
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.#pipeline = new MessagePipeline(this.system, options);
@@ -76,15 +77,32 @@ export class MemoryBroker implements Broker {
     this.#publish = this.#pipeline.publisher<PublishOptions>((message) => this.#route(message));
   }
 
+  /** `connected` between connect() and disconnect(), `disconnected` otherwise. */
+  get state(): ConnectionState {
+    return this.#state === 'connected' ? 'connected' : 'disconnected';
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
   async connect(): Promise<void> {
     if (this.#state === 'closing') throw new ConnectionError('memory broker is disconnecting');
-    if (this.#state === 'disconnected') this.#abort = new AbortController();
-    this.#state = 'connected';
+    if (this.#state === 'connected') return;
+    this.#abort = new AbortController();
+    this.#setState('connected');
+  }
+
+  #setState(state: 'disconnected' | 'connected' | 'closing'): void {
+    const before = this.state;
+    this.#state = state;
+    if (this.state !== before) for (const listener of this.#listeners) listener(this.state);
   }
 
   async disconnect(): Promise<void> {
     if (this.#state !== 'connected') return;
-    this.#state = 'closing';
+    this.#setState('closing');
     const pending = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
     this.#abort.abort(new ConnectionError('memory broker disconnected'));
     for (const member of this.#members) {
@@ -94,7 +112,7 @@ export class MemoryBroker implements Broker {
     this.#members.clear();
     this.#groups.clear();
     this.#trie = new TopicTrie<Route>();
-    this.#state = 'disconnected';
+    this.#setState('disconnected');
     if (pending > 0) throw new DrainTimeoutError(pending, this.#pipeline.drainTimeoutMs);
   }
 
