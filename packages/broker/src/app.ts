@@ -71,6 +71,11 @@ export class App {
     await this.#done;
   }
 
+  /** Resolves once the app has stopped, for callers that started it with `start()`. */
+  get stopped(): Promise<void> {
+    return this.#done;
+  }
+
   /**
    * Stops started servers in reverse order, waiting at most `stopTimeoutMs` in
    * all; servers reached after the deadline are still told to stop. Safe to call

@@ -22,7 +22,13 @@ describe('App', () => {
     const lines: string[] = [];
     const app = new App({ name: 'saver', servers: [server('broker', log), server('grpc', log)], signals: [], logger: (l) => lines.push(l) });
     await app.start();
+    let stopped = false;
+    void app.stopped.then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(stopped).toBe(false);
     await app.stop();
+    await app.stopped;
+    expect(stopped).toBe(true);
     expect(log).toEqual(['start broker', 'start grpc', 'stop grpc', 'stop broker']);
     expect(lines).toContain('saver: grpc stopped');
   });
@@ -43,6 +49,7 @@ describe('App', () => {
     await running;
     expect(log).toEqual(['start a', 'stop a']);
     expect(process.listenerCount('SIGTERM')).toBe(0);
+    await app.stopped;
   });
 
   it('gives up waiting for a server that does not stop within stopTimeoutMs and still stops the others', async () => {
