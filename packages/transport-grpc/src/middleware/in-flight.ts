@@ -1,0 +1,13 @@
+import type { InFlight } from '@ktransport/broker';
+import { observe } from '../call.js';
+import type { GrpcMiddleware } from '../options.js';
+
+/** Counts each call in `tracker` from its arrival until it ends, so that shutdown can report what it cancelled. */
+export function inFlight(tracker: InFlight): GrpcMiddleware {
+  return (next, method) =>
+    observe(method.kind, next, () => {
+      let settle!: () => void;
+      void tracker.track(new Promise<void>((resolve) => (settle = resolve)));
+      return { end: () => settle() };
+    });
+}
