@@ -16,6 +16,8 @@ step "typechecking tests"
 pnpm exec tsc -p tsconfig.test.json
 step "linting"
 pnpm exec eslint .
+step "making sure Mosquitto answers on 127.0.0.1:1883"
+bash scripts/mosquitto.sh ensure
 step "starting Apache Kafka (KRaft) on 127.0.0.1:9092"
 bash scripts/kafka.sh tools
 bash scripts/kafka.sh start

@@ -1,3 +1,4 @@
+export type { StandardSchemaV1 } from '@standard-schema/spec';
 export type { Headers, Message } from './message.js';
 export { HEADER } from './message.js';
 export type {

@@ -1,0 +1,306 @@
+import { randomUUID } from 'node:crypto';
+import type { Broker, ConnectionState, Handler, ObservableConnection, OutgoingMessage, RawMessage, Subscription } from '@ktransport/broker';
+import {
+  assertFilter,
+  assertPublishTopic,
+  ConfigurationError,
+  ConnectionError,
+  DrainTimeoutError,
+  HEADER,
+  InFlight,
+  MessagePipeline,
+  SubscribeError,
+} from '@ktransport/broker';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { Acks, type Incoming } from './acks.js';
+import { Connection } from './connection.js';
+import { fromPacket, KEY_HEADER } from './headers.js';
+import { Member, type MemberHost } from './member.js';
+import type { EncodedWill, InferOutput, MqttBrokerOptions, MqttPublishOptions, MqttSubscribeOptions, MqttWill, QoS, ResolvedOptions, Schema } from './options.js';
+import { clientOptions, qos, resolveOptions } from './options.js';
+import { matches, type Route, RouteTable } from './routes.js';
+import { INTERNAL, Sender, type SendOptions } from './send.js';
+
+type Phase = 'idle' | 'connecting' | 'open' | 'draining' | 'closing';
+
+/** A message of a resumed session that arrived before its subscription was made again. */
+interface Parked {
+  readonly incoming: Incoming;
+  readonly message: RawMessage;
+}
+
+/**
+ * A Broker over MQTT 3.1.1 or 5 (mqtt.js). One connection carries every
+ * subscription; incoming messages are routed to subscribers by subscription
+ * identifier or topic trie, handled with bounded concurrency and acknowledged
+ * only after their handlers settle. See the package README for the semantics.
+ */
+export class MqttBroker implements Broker, ObservableConnection {
+  readonly system = 'mqtt';
+  readonly #options: ResolvedOptions;
+  readonly #pipeline: MessagePipeline;
+  readonly #publish: (topic: string, body: unknown, options?: SendOptions) => Promise<void>;
+  readonly #sender: Sender;
+  readonly #clientOptions: IClientOptions;
+  readonly #connection: Connection;
+  readonly #routes: RouteTable;
+  readonly #members = new Set<Member>();
+  readonly #inFlight = new InFlight();
+  readonly #redeliveries = new Map<NodeJS.Timeout, () => void>();
+  readonly #host: MemberHost;
+  #parked: Parked[] = [];
+  #client: MqttClient | undefined;
+  #acks: Acks | undefined;
+  #abort = new AbortController();
+  #phase: Phase = 'idle';
+  #connecting: Promise<void> | undefined;
+
+  constructor(options: MqttBrokerOptions = {}) {
+    this.#options = resolveOptions(options, randomUUID().slice(0, 8));
+    this.#pipeline = new MessagePipeline(this.system, options);
+    const will = options.will ? this.#encodeWill(options.will) : undefined;
+    this.#clientOptions = clientOptions(this.#options, options, will);
+    this.#connection = new Connection(this.#options);
+    this.#routes = new RouteTable(this.#options.sharedSubscriptions);
+    // Ready only after mqtt.js resubscribed on a reconnect, so that nothing published then is missed by our own subscriptions.
+    this.#sender = new Sender(this.#options, () => (this.#phase === 'open' || this.#phase === 'draining' ? this.#client : undefined), () => this.#connection.state === 'connected');
+    this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#sender.send(message));
+    const abort = (): AbortSignal => this.#abort.signal;
+    const open = (): boolean => this.#phase === 'open' || this.#phase === 'draining';
+    this.#host = {
+      get signal() {
+        return abort();
+      },
+      get open() {
+        return open();
+      },
+      track: (work) => void this.#inFlight.track(work),
+      later: (again, abandon) => this.#later(again, abandon),
+    };
+  }
+
+  get state(): ConnectionState {
+    return this.#connection.state;
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): () => void {
+    return this.#connection.onStateChange(listener);
+  }
+
+  /** Connects once; rejects with AuthenticationError or ConnectionError instead of retrying forever. */
+  connect(): Promise<void> {
+    if (this.#phase === 'open') return Promise.resolve();
+    if (this.#phase === 'draining' || this.#phase === 'closing') return Promise.reject(new ConnectionError('mqtt broker is disconnecting'));
+    this.#connecting ??= this.#open().finally(() => (this.#connecting = undefined));
+    return this.#connecting;
+  }
+
+  async #open(): Promise<void> {
+    this.#phase = 'connecting';
+    this.#abort = new AbortController();
+    try {
+      this.#client = await this.#connection.open(this.#clientOptions, (client) => {
+        this.#client = client;
+        this.#acks = new Acks(client, (incoming) => this.#dispatch(incoming));
+      });
+    } catch (error) {
+      this.#client = undefined;
+      this.#acks = undefined;
+      this.#phase = 'idle';
+      throw error;
+    }
+    this.#phase = 'open';
+  }
+
+  /**
+   * Stops taking messages, lets the handlers of messages already received finish
+   * (bounded by drainTimeoutMs) and acknowledges them, then closes without
+   * acknowledging the rest: a persistent session gets those again.
+   */
+  async disconnect(): Promise<void> {
+    if (this.#connecting) await this.#connecting.catch(() => undefined);
+    if (this.#phase !== 'open') return;
+    this.#phase = 'draining';
+    for (const [timer, abandon] of this.#redeliveries) {
+      clearTimeout(timer);
+      abandon();
+    }
+    this.#redeliveries.clear();
+    for (const { incoming } of this.#parked.splice(0)) incoming.finish(false);
+    const pending = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
+    this.#phase = 'closing';
+    this.#abort.abort(new ConnectionError('mqtt broker disconnected'));
+    for (const member of this.#members) {
+      member.active = false;
+      member.abandon();
+    }
+    this.#members.clear();
+    this.#routes.clear();
+    this.#acks?.close();
+    await this.#connection.close();
+    this.#sender.failPending(new ConnectionError(`disconnected from ${this.#options.url} before the broker confirmed the message`));
+    this.#client = undefined;
+    this.#acks = undefined;
+    this.#phase = 'idle';
+    if (pending > 0) throw new DrainTimeoutError(pending, this.#pipeline.drainTimeoutMs);
+  }
+
+  publish<T = unknown>(topic: string, body: T, options?: MqttPublishOptions): Promise<void> {
+    if (this.#phase !== 'open' && this.#phase !== 'draining') {
+      return Promise.reject(new ConnectionError(`cannot publish to ${topic}: mqtt broker is not connected`));
+    }
+    try {
+      assertPublishTopic(topic);
+      if (options?.qos !== undefined) qos('qos', options.qos);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#publish(topic, body, options);
+  }
+
+  subscribe<S extends Schema>(topic: string, handler: Handler<InferOutput<S>>, options: MqttSubscribeOptions<S> & { schema: S }): Promise<Subscription>;
+  subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: MqttSubscribeOptions): Promise<Subscription>;
+  async subscribe(filter: string, handler: Handler<never>, options: MqttSubscribeOptions = {}): Promise<Subscription> {
+    if (this.#phase !== 'open') throw new ConnectionError(`cannot subscribe to ${filter}: mqtt broker is not connected`);
+    assertFilter(filter);
+    if (filter.startsWith('$share/')) throw new ConfigurationError(`subscribe to the plain filter with the group option instead of "${filter}"`);
+    const { group } = options;
+    if (group !== undefined && (group.length === 0 || /[/+#]/.test(group))) throw new ConfigurationError(`invalid group "${group}": it must be non-empty without /, + or #`);
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
+    const wanted = qos('qos', options.qos ?? 1);
+    const deadLetter = MessagePipeline.deadLetterVia((topic, body, publishOptions) => this.#publish(topic, body, { ...publishOptions, [INTERNAL]: true }));
+    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter);
+    const existing = this.#routes.get(filter, group);
+    const route = existing ?? this.#routes.add(filter, group, wanted);
+    const member = new Member(consumer, concurrency, wanted, route, this.#host);
+    route.members.push(member);
+    this.#members.add(member);
+    try {
+      if (!existing || wanted > route.qos) route.ready = this.#mqttSubscribe(route, route.wantedQos());
+      await route.ready;
+    } catch (error) {
+      this.#detach(member);
+      throw error;
+    }
+    this.#unpark(route);
+    return {
+      topic: filter,
+      ...(group === undefined ? {} : { group }),
+      unsubscribe: () => this.#unsubscribe(member),
+    };
+  }
+
+  async #mqttSubscribe(route: Route, wanted: QoS): Promise<void> {
+    const client = this.#client;
+    if (!client) throw new ConnectionError(`cannot subscribe to ${route.filter}: mqtt broker is not connected`);
+    const identifiers = this.#options.protocolVersion === 5 && client.serverProperties?.subscriptionIdentifiersAvailable !== false;
+    const previous = route.qos;
+    route.qos = wanted;
+    try {
+      await client.subscribeAsync(route.mqttFilter, identifiers ? { qos: wanted, properties: { subscriptionIdentifier: route.id } } : { qos: wanted });
+    } catch (error) {
+      route.qos = previous;
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new SubscribeError(route.filter, `broker refused the subscription to ${route.mqttFilter}: ${detail}`, { cause: error });
+    }
+  }
+
+  async #unsubscribe(member: Member): Promise<void> {
+    if (!member.active) return;
+    const route = this.#detach(member);
+    const client = this.#client;
+    if (route && client && this.#phase === 'open' && !this.#routes.inUse(route.mqttFilter)) {
+      // Bounded: while reconnecting, mqtt.js would only send it later.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.connectTimeoutMs)));
+      await Promise.race([client.unsubscribeAsync(route.mqttFilter).then(() => undefined, () => undefined), late]);
+      clearTimeout(timer);
+    }
+    // What was already received for this member is still handled: it was accepted for it.
+    await member.inFlight.idle(this.#pipeline.drainTimeoutMs);
+  }
+
+  /** Removes a member; returns its route when that was the last member (the MQTT subscription should go). */
+  #detach(member: Member): Route | undefined {
+    member.active = false;
+    this.#members.delete(member);
+    const route = member.route;
+    const index = route.members.indexOf(member);
+    if (index >= 0) route.members.splice(index, 1);
+    if (route.members.length > 0) return undefined;
+    this.#routes.remove(route);
+    return route;
+  }
+
+  /** Hands a received packet to the members of every route it belongs to. */
+  #dispatch(incoming: Incoming): void {
+    if (this.#phase !== 'open' && this.#phase !== 'connecting') return incoming.finish(false);
+    const message = this.#rawMessage(incoming);
+    const routes = this.#routes.resolve(incoming.topic, incoming.packet.properties?.subscriptionIdentifier);
+    let delivered = false;
+    for (const route of routes) {
+      for (const member of route.targets(message.key)) {
+        member.accept({ ...message, headers: { ...message.headers } }, incoming);
+        delivered = true;
+      }
+    }
+    if (delivered) return;
+    // A resumed session delivers before subscribe() is called again: keep it for that subscription.
+    if (!this.#options.clean) this.#parked.push({ incoming, message });
+    else incoming.finish(true);
+  }
+
+  #unpark(route: Route): void {
+    if (this.#parked.length === 0) return;
+    const left: Parked[] = [];
+    for (const parked of this.#parked) {
+      const targets = matches(route.filter, parked.incoming.topic) ? route.targets(parked.message.key) : [];
+      for (const member of targets) member.accept({ ...parked.message, headers: { ...parked.message.headers } }, parked.incoming);
+      if (targets.length === 0) left.push(parked);
+    }
+    this.#parked = left;
+  }
+
+  #rawMessage(incoming: Incoming): RawMessage {
+    const packet = incoming.packet;
+    const headers = fromPacket(packet);
+    const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const key = headers[KEY_HEADER];
+    const id = headers[HEADER.messageId];
+    return {
+      topic: incoming.topic,
+      body,
+      headers,
+      raw: packet,
+      ...(key === undefined ? {} : { key }),
+      ...(id === undefined ? {} : { id }),
+    };
+  }
+
+  #later(again: () => void, abandon: () => void): void {
+    if (this.#phase !== 'open') return abandon();
+    const timer = setTimeout(() => {
+      this.#redeliveries.delete(timer);
+      again();
+    }, this.#options.redeliveryDelayMs);
+    this.#redeliveries.set(timer, abandon);
+  }
+
+  #encodeWill(will: MqttWill): EncodedWill {
+    let message: OutgoingMessage;
+    try {
+      message = this.#pipeline.encode(will.topic, will.body, { ...(will.codec ? { codec: will.codec } : {}), ...(will.headers ? { headers: will.headers } : {}) });
+    } catch (error) {
+      if (error instanceof ConfigurationError) throw error;
+      throw new ConfigurationError(`cannot encode the will for ${will.topic}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    return {
+      topic: will.topic,
+      payload: message.payload,
+      headers: this.#options.protocolVersion === 5 ? message.headers : {},
+      qos: will.qos ?? 1,
+      retain: will.retain ?? false,
+    };
+  }
+}

@@ -1,0 +1,111 @@
+import type { Consumer, RawMessage } from '@ktransport/broker';
+import { InFlight } from '@ktransport/broker';
+import type { Incoming } from './acks.js';
+import type { QoS } from './options.js';
+import type { Route } from './routes.js';
+
+/** What members need from their broker. */
+export interface MemberHost {
+  /** Aborted when draining ran out of time. */
+  readonly signal: AbortSignal;
+  /** False once the broker stopped starting handlers (drained or closed). */
+  readonly open: boolean;
+  /** Counts work in flight for the broker's drain. */
+  track(work: Promise<void>): void;
+  /** Runs `again` after the redelivery delay, or `abandon` if the broker starts closing first. */
+  later(again: () => void, abandon: () => void): void;
+}
+
+interface Delivery {
+  readonly message: RawMessage;
+  readonly key: string | undefined;
+  /** Ends the delivery: `handled` true acknowledges (with the other deliveries of its packet). */
+  readonly settle: (handled: boolean) => void;
+}
+
+/**
+ * One `subscribe()` call: a queue handled by at most `concurrency` handlers at
+ * once, never two with the same key at once (so per-key order holds), with
+ * failed deliveries handed back after the redelivery delay, unacknowledged
+ * until they succeed.
+ */
+export class Member {
+  active = true;
+  readonly inFlight = new InFlight();
+  readonly #queue: Delivery[] = [];
+  readonly #busyKeys = new Set<string>();
+  #running = 0;
+
+  constructor(
+    readonly consumer: Consumer,
+    readonly concurrency: number,
+    readonly qos: QoS,
+    readonly route: Route,
+    readonly host: MemberHost,
+  ) {}
+
+  /** Takes a message for this member; it is tracked until handled or abandoned. */
+  accept(message: RawMessage, incoming: Incoming): void {
+    incoming.hold();
+    let done!: () => void;
+    const settled = new Promise<void>((resolve) => (done = resolve));
+    this.host.track(this.inFlight.track(settled));
+    const settle = (handled: boolean): void => {
+      incoming.release(handled);
+      done();
+    };
+    this.#queue.push({ message, key: message.key, settle });
+    this.pump();
+  }
+
+  /** Starts queued deliveries while slots are free; keys already running wait their turn. */
+  pump(): void {
+    for (let i = 0; i < this.#queue.length && this.#running < this.concurrency && this.host.open; ) {
+      const delivery = this.#queue[i]!;
+      if (delivery.key !== undefined && this.#busyKeys.has(delivery.key)) {
+        i++;
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      this.#start(delivery);
+    }
+  }
+
+  /** Gives up every queued delivery, unacknowledged (shutdown). */
+  abandon(): void {
+    for (const delivery of this.#queue.splice(0)) delivery.settle(false);
+  }
+
+  #start(delivery: Delivery): void {
+    this.#running++;
+    if (delivery.key !== undefined) this.#busyKeys.add(delivery.key);
+    this.consumer(delivery.message, this.host.signal).then(
+      () => {
+        this.#running--;
+        this.#release(delivery);
+        delivery.settle(true);
+        this.pump();
+      },
+      () => {
+        this.#running--;
+        // The key stays busy until the message is handled: later messages of that key wait.
+        this.host.later(
+          () => {
+            this.#release(delivery);
+            this.#queue.unshift(delivery);
+            this.pump();
+          },
+          () => {
+            this.#release(delivery);
+            delivery.settle(false);
+          },
+        );
+        this.pump();
+      },
+    );
+  }
+
+  #release(delivery: Delivery): void {
+    if (delivery.key !== undefined) this.#busyKeys.delete(delivery.key);
+  }
+}

@@ -1,0 +1,239 @@
+import type { CommonBrokerOptions, Headers, PublishOptions, SubscribeOptions } from '@ktransport/broker';
+import { ConfigurationError, hasWildcard } from '@ktransport/broker';
+import type { IClientOptions } from 'mqtt';
+import { toProperties } from './headers.js';
+
+/** MQTT quality of service: at most once, at least once, exactly once. */
+export type QoS = 0 | 1 | 2;
+
+/** TLS settings for `mqtts://` and `wss://` URLs (PEM strings or buffers). */
+export interface MqttTlsOptions {
+  /** CA certificate(s) that sign the broker's certificate. Default: Node's bundled roots. */
+  ca?: string | Buffer | string[] | Buffer[];
+  /** Client certificate, for mutual TLS. */
+  cert?: string | Buffer;
+  /** Private key of the client certificate. */
+  key?: string | Buffer;
+  /** Refuse a broker whose certificate does not verify. Default true. */
+  rejectUnauthorized?: boolean;
+  /** Server name for SNI and certificate checks. Default: the URL's host. */
+  servername?: string;
+}
+
+/** Last will: published by the broker when this client's connection ends without a DISCONNECT. */
+export interface MqttWill {
+  topic: string;
+  /** Encoded with `codec` (default: the broker's default codec) when the broker is constructed. */
+  body: unknown;
+  codec?: string;
+  /** User properties of the will (MQTT 5 only; a configuration error on 3.1.1). */
+  headers?: Headers;
+  /** Default 1. */
+  qos?: QoS;
+  retain?: boolean;
+}
+
+export interface MqttBrokerOptions extends CommonBrokerOptions {
+  /** `mqtt://`, `mqtts://`, `ws://` or `wss://` URL of the broker. Default `mqtt://127.0.0.1:1883`. */
+  url?: string;
+  /** 5 (MQTT 5, default) or 4 (MQTT 3.1.1: no headers, no content type). */
+  protocolVersion?: 4 | 5;
+  /** Fixed client id; needed for a persistent session. Default: a random `ktransport-…` id. */
+  clientId?: string;
+  /** Start a new session (true, default) or resume the session of `clientId` (false). */
+  clean?: boolean;
+  /**
+   * MQTT 5: seconds the broker keeps the session after a disconnect. Default 0 with
+   * `clean: true`, and 4294967295 (never expires, as in 3.1.1) with `clean: false`.
+   */
+  sessionExpiryInterval?: number;
+  username?: string;
+  password?: string;
+  /** TLS and mutual TLS; only with `mqtts://` or `wss://`. */
+  tls?: MqttTlsOptions;
+  will?: MqttWill;
+  /** Seconds between keep-alive pings; a silent connection is dropped after 1.5 times this. Default 60. */
+  keepaliveSeconds?: number;
+  /** Limit for the first connection (and for each CONNACK). Default 10,000 ms. */
+  connectTimeoutMs?: number;
+  /** Wait between reconnection attempts after the connection was lost. Default 1,000 ms. */
+  reconnectPeriodMs?: number;
+  /**
+   * Subscribe a `group` as a shared subscription `$share/{group}/{filter}` (true, default). With
+   * false (brokers without shared subscriptions), a group subscribes to the plain filter: members
+   * on this connection still share its messages, but every connection gets every message.
+   */
+  sharedSubscriptions?: boolean;
+  /** MQTT 5: QoS 1/2 messages the broker may push before acknowledgements come back (1-65535). Default 65535. */
+  receiveMaximum?: number;
+  /** Largest payload `publish` accepts; larger ones reject with a PayloadTooLargeError. Default 268,435,455 (MQTT's limit). */
+  maxPayloadBytes?: number;
+  /** Wait before a message whose handler failed (and was not dead-lettered) is handled again. Default 1,000 ms. */
+  redeliveryDelayMs?: number;
+}
+
+export interface MqttPublishOptions extends PublishOptions {
+  /** Default 1: `publish` resolves on PUBACK (QoS 1), PUBCOMP (QoS 2) or once written (QoS 0). */
+  qos?: QoS;
+  /** Ask the broker to keep the message for future subscribers of the topic. */
+  retain?: boolean;
+}
+
+/** Any Standard Schema (the core does not re-export the spec's type, so it is derived here). */
+export type Schema = NonNullable<SubscribeOptions['schema']>;
+/** The output type of a Standard Schema. */
+export type InferOutput<S extends Schema> = NonNullable<S['~standard']['types']>['output'];
+
+export interface MqttSubscribeOptions<S extends Schema = Schema> extends SubscribeOptions<S> {
+  /** Highest QoS the broker uses to deliver to this subscription. Default 1. */
+  qos?: QoS;
+}
+
+/** Every option with its default applied and checked. */
+export interface ResolvedOptions {
+  readonly url: string;
+  readonly protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss';
+  readonly protocolVersion: 4 | 5;
+  readonly clientId: string;
+  readonly clean: boolean;
+  readonly sessionExpiryInterval: number;
+  readonly keepaliveSeconds: number;
+  readonly connectTimeoutMs: number;
+  readonly reconnectPeriodMs: number;
+  readonly receiveMaximum: number | undefined;
+  readonly sharedSubscriptions: boolean;
+  readonly maxPayloadBytes: number;
+  readonly redeliveryDelayMs: number;
+}
+
+/** MQTT's largest remaining length, the upper bound of any payload. */
+export const MQTT_MAX_PAYLOAD = 268_435_455;
+const NEVER_EXPIRES = 0xffff_ffff;
+const SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:']);
+
+/** Applies defaults and rejects bad values with a ConfigurationError, before anything connects. */
+export function resolveOptions(options: MqttBrokerOptions, randomId: string): ResolvedOptions {
+  const url = options.url ?? 'mqtt://127.0.0.1:1883';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw new ConfigurationError(`invalid MQTT url "${url}"`, { cause: error });
+  }
+  if (!SCHEMES.has(parsed.protocol)) {
+    throw new ConfigurationError(`unsupported MQTT url scheme "${parsed.protocol}" in "${url}"; use mqtt://, mqtts://, ws:// or wss://`);
+  }
+  const protocol = parsed.protocol.slice(0, -1) as ResolvedOptions['protocol'];
+  if (options.tls && protocol !== 'mqtts' && protocol !== 'wss') {
+    throw new ConfigurationError(`tls options need an mqtts:// or wss:// url, got "${url}"`);
+  }
+  const protocolVersion = options.protocolVersion ?? 5;
+  if (protocolVersion !== 4 && protocolVersion !== 5) throw new ConfigurationError(`protocolVersion must be 4 or 5, got ${String(protocolVersion)}`);
+  const clean = options.clean ?? true;
+  if (!clean && !options.clientId) throw new ConfigurationError('a persistent session (clean: false) needs a fixed clientId');
+  if (options.clientId !== undefined && options.clientId.length === 0) throw new ConfigurationError('clientId must not be empty');
+  if (protocolVersion === 4) {
+    for (const name of ['sessionExpiryInterval', 'receiveMaximum'] as const) {
+      if (options[name] !== undefined) throw new ConfigurationError(`${name} is an MQTT 5 property; it cannot be used with protocolVersion 4`);
+    }
+    if (options.will?.headers && Object.keys(options.will.headers).length > 0) {
+      throw new ConfigurationError('will headers need MQTT 5 (user properties); MQTT 3.1.1 cannot carry them');
+    }
+  }
+  const sessionExpiryInterval = options.sessionExpiryInterval ?? (clean ? 0 : NEVER_EXPIRES);
+  integer('sessionExpiryInterval', sessionExpiryInterval, 0, NEVER_EXPIRES);
+  const keepaliveSeconds = integer('keepaliveSeconds', options.keepaliveSeconds ?? 60, 0, 65_535);
+  const connectTimeoutMs = integer('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, 1, 2 ** 31 - 1);
+  const reconnectPeriodMs = integer('reconnectPeriodMs', options.reconnectPeriodMs ?? 1_000, 1, 2 ** 31 - 1);
+  const receiveMaximum = options.receiveMaximum === undefined ? undefined : integer('receiveMaximum', options.receiveMaximum, 1, 65_535);
+  const maxPayloadBytes = integer('maxPayloadBytes', options.maxPayloadBytes ?? MQTT_MAX_PAYLOAD, 0, MQTT_MAX_PAYLOAD);
+  const redeliveryDelayMs = integer('redeliveryDelayMs', options.redeliveryDelayMs ?? 1_000, 0, 2 ** 31 - 1);
+  if (options.will) {
+    if (!options.will.topic || hasWildcard(options.will.topic) || options.will.topic.includes('\u0000')) throw new ConfigurationError(`invalid will topic "${options.will.topic}"`);
+    qos('will.qos', options.will.qos ?? 1);
+  }
+  return {
+    url,
+    protocol,
+    protocolVersion,
+    clientId: options.clientId ?? `ktransport-${randomId}`,
+    clean,
+    sessionExpiryInterval,
+    keepaliveSeconds,
+    connectTimeoutMs,
+    reconnectPeriodMs,
+    receiveMaximum,
+    sharedSubscriptions: options.sharedSubscriptions ?? true,
+    maxPayloadBytes,
+    redeliveryDelayMs,
+  };
+}
+
+/** Checks a QoS value from options; returns it typed. */
+export function qos(name: string, value: unknown): QoS {
+  if (value !== 0 && value !== 1 && value !== 2) throw new ConfigurationError(`${name} must be 0, 1 or 2, got ${String(value)}`);
+  return value;
+}
+
+function integer(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigurationError(`${name} must be a whole number from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** A will already encoded by the broker's codec. */
+export interface EncodedWill {
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly headers: Headers;
+  readonly qos: QoS;
+  readonly retain: boolean;
+}
+
+/** The mqtt.js options for resolved broker options. */
+export function clientOptions(resolved: ResolvedOptions, options: MqttBrokerOptions, will: EncodedWill | undefined): IClientOptions {
+  const v5 = resolved.protocolVersion === 5;
+  const properties: NonNullable<IClientOptions['properties']> = {};
+  if (v5 && resolved.sessionExpiryInterval > 0) properties.sessionExpiryInterval = resolved.sessionExpiryInterval;
+  if (v5 && resolved.receiveMaximum !== undefined) properties.receiveMaximum = resolved.receiveMaximum;
+  const client: IClientOptions = {
+    protocolVersion: resolved.protocolVersion,
+    clientId: resolved.clientId,
+    clean: resolved.clean,
+    keepalive: resolved.keepaliveSeconds,
+    connectTimeout: resolved.connectTimeoutMs,
+    reconnectPeriod: resolved.reconnectPeriodMs,
+    // A refused reconnect (broker restarting, credentials rotated) is retried too; the first attempt is bounded by connect().
+    reconnectOnConnackError: true,
+    resubscribe: true,
+    properties,
+  };
+  if (options.username !== undefined) client.username = options.username;
+  if (options.password !== undefined) client.password = options.password;
+  const tls = options.tls;
+  if (tls) {
+    if (tls.ca !== undefined) client.ca = tls.ca;
+    if (tls.cert !== undefined) client.cert = tls.cert;
+    if (tls.key !== undefined) client.key = tls.key;
+    if (tls.servername !== undefined) {
+      client.servername = tls.servername;
+      // mqtt.js hands only ca/cert/key/rejectUnauthorized to the WebSocket; the server name goes this way.
+      // (ws passes it on to tls.connect; its typings do not list it, hence the variable.)
+      const wsOptions = { servername: tls.servername, rejectUnauthorized: tls.rejectUnauthorized ?? true };
+      if (resolved.protocol === 'wss') client.wsOptions = wsOptions;
+    }
+    client.rejectUnauthorized = tls.rejectUnauthorized ?? true;
+  }
+  if (will) {
+    const { contentType, userProperties } = toProperties(will.headers);
+    client.will = {
+      topic: will.topic,
+      payload: Buffer.from(will.payload.buffer, will.payload.byteOffset, will.payload.byteLength),
+      qos: will.qos,
+      retain: will.retain,
+      ...(v5 ? { properties: { ...(contentType === undefined ? {} : { contentType }), ...(userProperties ? { userProperties } : {}) } } : {}),
+    };
+  }
+  return client;
+}

@@ -1,0 +1,117 @@
+import { TopicTrie } from '@ktransport/broker';
+import type { Member } from './member.js';
+import type { QoS } from './options.js';
+
+/**
+ * One MQTT subscription of the connection (`filter`, or `$share/{group}/{filter}`)
+ * and the local subscribers (`subscribe()` calls) it feeds. Without a group every
+ * member gets every message; in a group one member does, chosen by key (so that
+ * per-key order holds) or in turn.
+ */
+export class Route {
+  readonly members: Member[] = [];
+  qos: QoS;
+  /** Settles when the broker answered the latest SUBSCRIBE for this route. */
+  ready: Promise<void> = Promise.resolve();
+  #next = 0;
+
+  constructor(
+    /** MQTT 5 subscription identifier: tells which subscription a PUBLISH was sent for. */
+    readonly id: number,
+    readonly filter: string,
+    readonly group: string | undefined,
+    qos: QoS,
+    /** The filter as sent to the broker: `$share/{group}/{filter}` for a shared group, else the filter. */
+    readonly mqttFilter: string,
+  ) {
+    this.qos = qos;
+  }
+
+  /** Members that get a message with this key. */
+  targets(key: string | undefined): Member[] {
+    const active = this.members.filter((m) => m.active);
+    if (this.group === undefined || active.length <= 1) return active;
+    const index = key === undefined ? this.#next++ : hash(key);
+    return [active[index % active.length]!];
+  }
+
+  /** The highest QoS any member asked for: what the MQTT subscription must use. */
+  wantedQos(): QoS {
+    return this.members.reduce<QoS>((max, m) => (m.qos > max ? m.qos : max), 0);
+  }
+}
+
+function hash(key: string): number {
+  let h = 0;
+  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) >>> 0;
+  return h;
+}
+
+/**
+ * The routes of one connection. A PUBLISH names the subscriptions it was sent
+ * for by subscription identifier (MQTT 5, one copy per matching subscription);
+ * without identifiers (MQTT 3.1.1: one copy per session) the topic is matched
+ * against every filter through a topic trie, shared subscriptions by their plain filter.
+ */
+export class RouteTable {
+  readonly #byFilter = new Map<string, Route>();
+  readonly #byId = new Map<number, Route>();
+  #trie = new TopicTrie<Route>();
+  #nextId = 1;
+
+  constructor(private readonly shared: boolean) {}
+
+  get(filter: string, group: string | undefined): Route | undefined {
+    return this.#byFilter.get(key(filter, group));
+  }
+
+  add(filter: string, group: string | undefined, qos: QoS): Route {
+    const mqttFilter = group === undefined || !this.shared ? filter : `$share/${group}/${filter}`;
+    const route = new Route(this.#nextId++, filter, group, qos, mqttFilter);
+    this.#byFilter.set(key(filter, group), route);
+    this.#byId.set(route.id, route);
+    this.#trie.add(filter, route);
+    return route;
+  }
+
+  remove(route: Route): void {
+    if (this.#byFilter.get(key(route.filter, route.group)) !== route) return;
+    this.#byFilter.delete(key(route.filter, route.group));
+    this.#byId.delete(route.id);
+    this.#trie.remove(route.filter, route);
+  }
+
+  /** The routes a received message belongs to. */
+  resolve(topic: string, ids: number | number[] | undefined): Route[] {
+    if (ids !== undefined) {
+      const known = (Array.isArray(ids) ? ids : [ids]).map((id) => this.#byId.get(id)).filter((r): r is Route => r !== undefined);
+      // Unknown identifiers come from a previous process's session: match the topic instead.
+      // Routes that share one MQTT subscription (groups without $share) share its identifier.
+      if (known.length > 0) return this.shared ? known : [...this.#byFilter.values()].filter((r) => known.some((k) => k.mqttFilter === r.mqttFilter));
+    }
+    return this.#trie.match(topic);
+  }
+
+  /** Whether another route still needs the MQTT subscription `mqttFilter`. */
+  inUse(mqttFilter: string): boolean {
+    for (const route of this.#byFilter.values()) if (route.mqttFilter === mqttFilter) return true;
+    return false;
+  }
+
+  clear(): void {
+    this.#byFilter.clear();
+    this.#byId.clear();
+    this.#trie = new TopicTrie<Route>();
+  }
+}
+
+function key(filter: string, group: string | undefined): string {
+  return group === undefined ? filter : `$share/${group}/${filter}`;
+}
+
+/** Whether `topic` matches `filter` (MQTT rules, `$`-topics excluded from leading wildcards). */
+export function matches(filter: string, topic: string): boolean {
+  const trie = new TopicTrie<true>();
+  trie.add(filter, true);
+  return trie.match(topic).length > 0;
+}

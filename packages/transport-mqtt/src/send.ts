@@ -1,0 +1,110 @@
+import type { OutgoingMessage } from '@ktransport/broker';
+import { ConnectionError } from '@ktransport/broker';
+import type { IClientPublishOptions, MqttClient } from 'mqtt';
+import { HeadersNotSupportedError, PayloadTooLargeError, publishFailure } from './errors.js';
+import { KEY_HEADER, packetSize, remainingLength, toProperties } from './headers.js';
+import { MQTT_MAX_PAYLOAD, type MqttPublishOptions, type ResolvedOptions } from './options.js';
+
+/** Marks publishes the broker makes itself (dead letters): on MQTT 3.1.1 their headers are dropped, not refused. */
+export const INTERNAL: unique symbol = Symbol('ktransport.mqtt.internal');
+
+export interface SendOptions extends MqttPublishOptions {
+  readonly [INTERNAL]?: true;
+}
+
+/**
+ * Writes encoded messages to the connection: headers as MQTT 5 properties,
+ * size limits checked before anything is sent, and a promise that settles on
+ * the broker's acknowledgement (PUBACK, PUBCOMP) or once written (QoS 0).
+ */
+export class Sender {
+  readonly #options: ResolvedOptions;
+  readonly #client: () => MqttClient | undefined;
+  readonly #connected: () => boolean;
+  readonly #pending = new Set<(error: Error) => void>();
+  /** QoS 1/2 publishes awaiting their acknowledgement, and those waiting for one of them to finish. */
+  #inflight = 0;
+  readonly #waiting: { readonly go: () => void; readonly fail: (error: Error) => void }[] = [];
+
+  constructor(options: ResolvedOptions, client: () => MqttClient | undefined, connected: () => boolean) {
+    this.#options = options;
+    this.#client = client;
+    this.#connected = connected;
+  }
+
+  async send(message: OutgoingMessage<SendOptions>): Promise<void> {
+    const { topic, payload, headers, options } = message;
+    const client = this.#client();
+    if (!client) throw new ConnectionError(`cannot publish to ${topic}: mqtt broker is not connected`);
+    if (!this.#connected()) throw new ConnectionError(`cannot publish to ${topic}: the connection to ${this.#options.url} was lost; reconnecting`);
+    const qos = options.qos ?? 1;
+    let properties: IClientPublishOptions['properties'];
+    if (this.#options.protocolVersion === 5) {
+      if (message.key !== undefined) headers[KEY_HEADER] = message.key;
+      properties = toProperties(headers);
+    } else {
+      // content-type, message-id and trace context are added by the pipeline and simply not carried on 3.1.1.
+      const explicit = Object.keys(options.headers ?? {});
+      if (explicit.length > 0 && !options[INTERNAL]) throw new HeadersNotSupportedError(topic, explicit);
+    }
+    if (payload.byteLength > this.#options.maxPayloadBytes) {
+      throw new PayloadTooLargeError(topic, 'payload', payload.byteLength, this.#options.maxPayloadBytes);
+    }
+    const remaining = remainingLength(topic, payload.byteLength, qos, properties);
+    if (remaining > MQTT_MAX_PAYLOAD) throw new PayloadTooLargeError(topic, 'packet', remaining, MQTT_MAX_PAYLOAD);
+    const limit = client.serverProperties?.maximumPacketSize;
+    if (limit !== undefined && packetSize(remaining) > limit) {
+      throw new PayloadTooLargeError(topic, "packet (the broker's Maximum Packet Size)", packetSize(remaining), limit);
+    }
+    const publishOptions: IClientPublishOptions = { qos, retain: options.retain ?? false };
+    if (properties) publishOptions.properties = properties;
+    const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (qos > 0) await this.#acquire(client);
+    try {
+      await this.#write(client, topic, bytes, publishOptions);
+    } finally {
+      if (qos > 0) this.#release();
+    }
+  }
+
+  /**
+   * Flow control: at most the broker's Receive Maximum (MQTT 5 CONNACK) QoS 1/2
+   * publishes unacknowledged at once; more would be refused with "quota exceeded".
+   */
+  #acquire(client: MqttClient): Promise<void> {
+    const limit = this.#options.protocolVersion === 5 ? (client.serverProperties?.receiveMaximum ?? 65_535) : Infinity;
+    if (this.#inflight < limit) {
+      this.#inflight++;
+      return Promise.resolve();
+    }
+    return new Promise((go, fail) => this.#waiting.push({ go, fail }));
+  }
+
+  /** Hands the slot to the next waiting publish, or frees it. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next.go();
+    else this.#inflight--;
+  }
+
+  #write(client: MqttClient, topic: string, bytes: Buffer, publishOptions: IClientPublishOptions): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const fail = (error: Error): void => {
+        this.#pending.delete(fail);
+        reject(error);
+      };
+      this.#pending.add(fail);
+      client.publish(topic, bytes, publishOptions, (error) => {
+        if (!this.#pending.delete(fail)) return;
+        if (error) reject(publishFailure(topic, error));
+        else resolve();
+      });
+    });
+  }
+
+  /** Rejects every publish still waiting for the broker (the connection is closed for good). */
+  failPending(error: Error): void {
+    for (const waiting of this.#waiting.splice(0)) waiting.fail(error);
+    for (const fail of [...this.#pending]) fail(error);
+  }
+}

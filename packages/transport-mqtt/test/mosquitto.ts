@@ -1,0 +1,186 @@
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * Real Mosquitto brokers for the tests: the shared instance on 127.0.0.1:1883
+ * (made sure of by scripts/mosquitto.sh) and private instances on free ports
+ * with their own config and data directory, which a test may stop, restart or
+ * reconfigure. A broker that cannot be had fails the test with the reason.
+ */
+
+const ROOT = resolve(import.meta.dirname, '../../..');
+const SCRIPT = join(ROOT, 'scripts/mosquitto.sh');
+export const SHARED_URL = 'mqtt://127.0.0.1:1883';
+const run = promisify(execFile);
+
+let ensured: Promise<void> | undefined;
+
+/** Installs Mosquitto and starts the shared instance when needed (scripts/mosquitto.sh ensure). */
+export function ensureMosquitto(): Promise<void> {
+  ensured ??= (async () => {
+    if (binary() && (await answers(1883, 500))) return;
+    const result = spawnSync('bash', [SCRIPT, 'ensure'], { encoding: 'utf8', timeout: 300_000 });
+    if (result.status !== 0) {
+      throw new Error(`Mosquitto is not available and "bash scripts/mosquitto.sh ensure" failed (exit ${result.status}):\n${result.stderr}`);
+    }
+    if (!(await answers(1883, 5_000))) throw new Error('Mosquitto does not answer on 127.0.0.1:1883 even after scripts/mosquitto.sh ensure');
+  })();
+  return ensured;
+}
+
+function binary(): string | undefined {
+  for (const candidate of ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/bin/mosquitto']) if (existsSync(candidate)) return candidate;
+  return undefined;
+}
+
+/** Whether 127.0.0.1:port accepts a TCP connection within `timeoutMs`. */
+export async function answers(port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((done) => {
+      const socket = createConnection({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        done(true);
+      });
+      socket.once('error', () => done(false));
+    });
+    if (ok) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? done(address.port) : fail(new Error('no port'))));
+    });
+  });
+}
+
+export interface MosquittoOptions {
+  /** Extra lines for the listener (cafile, certfile, require_certificate, ...). */
+  listener?: string[];
+  /** Several listeners, each on its own free port (`ports[i]`), with their extra lines; overrides `listener`. */
+  listeners?: string[][];
+  /** Extra global lines (password_file, max_packet_size, ...). Default: anonymous access. */
+  global?: string[];
+  /** Keep sessions and messages across restarts (persistence true). Default true. */
+  persistence?: boolean;
+}
+
+/** A private Mosquitto process with its own port, config and data directory. */
+export class Mosquitto {
+  #process: ChildProcess | undefined;
+  #output = '';
+
+  private constructor(
+    readonly ports: number[],
+    readonly dir: string,
+  ) {}
+
+  /** The first listener's port. */
+  get port(): number {
+    return this.ports[0]!;
+  }
+
+  /** Starts an instance and waits until it accepts connections. */
+  static async start(options: MosquittoOptions = {}): Promise<Mosquitto> {
+    await ensureMosquitto();
+    const dir = await mkdtemp(join(tmpdir(), 'ktransport-mosquitto-'));
+    const listeners = options.listeners ?? [options.listener ?? []];
+    const ports: number[] = [];
+    for (let i = 0; i < listeners.length; i++) ports.push(await freePort());
+    const broker = new Mosquitto(ports, dir);
+    const global = options.global ?? ['allow_anonymous true'];
+    const config = [
+      `user ${userInfo().username}`,
+      `persistence ${options.persistence === false ? 'false' : 'true'}`,
+      `persistence_location ${dir}/`,
+      'autosave_interval 0',
+      'max_queued_messages 100000',
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      ...global,
+      ...listeners.flatMap((lines, i) => [`listener ${ports[i]} 127.0.0.1`, ...lines]),
+      '',
+    ].join('\n');
+    await writeFile(join(dir, 'mosquitto.conf'), config);
+    await broker.start();
+    return broker;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts the process again (same port, config and data). */
+  async start(): Promise<void> {
+    if (this.#process) return;
+    const path = binary();
+    if (!path) throw new Error('mosquitto binary not found after scripts/mosquitto.sh ensure');
+    const child = spawn(path, ['-c', join(this.dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#process = child;
+    const log = (chunk: Buffer): void => void (this.#output = (this.#output + chunk.toString()).slice(-4_000));
+    child.stdout?.on('data', log);
+    child.stderr?.on('data', log);
+    let exited = false;
+    child.once('exit', () => {
+      exited = true;
+      if (this.#process === child) this.#process = undefined;
+    });
+    const deadline = Date.now() + 10_000;
+    while (!(await answers(this.port, 100))) {
+      if (exited || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`private mosquitto on port ${this.port} did not start: ${this.#output || '(no output)'}`);
+      }
+    }
+  }
+
+  /** SIGTERM (Mosquitto saves its persistence file), waiting for the process to exit. */
+  async stop(): Promise<void> {
+    const child = this.#process;
+    if (!child) return;
+    this.#process = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** Stops the process and removes its directory. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  async file(name: string): Promise<string> {
+    return readFile(join(this.dir, name), 'utf8');
+  }
+}
+
+/** Runs a Mosquitto command line tool (mosquitto_pub, mosquitto_passwd, ...) and returns its stdout. */
+export async function tool(name: string, args: string[], timeoutMs = 10_000): Promise<string> {
+  await ensureMosquitto();
+  const { stdout } = await run(name, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  return stdout;
+}

@@ -1,0 +1,44 @@
+import { SpanKind } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureMosquitto } from './mosquitto.js';
+import { open, topic, waitFor } from './helpers.js';
+
+beforeAll(ensureMosquitto);
+
+describe('tracing across Mosquitto', () => {
+  it('makes the process span a child of the send span, through the traceparent user property', async () => {
+    const exporter = new InMemorySpanExporter();
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const producer = await open({ tracing: { tracerProvider } });
+    const consumer = await open({ tracing: { tracerProvider } });
+    const base = topic('traced');
+    const t = `${base}/eu/cpu`;
+    let traceparent: string | undefined;
+    await consumer.subscribe(`${base}/+/cpu`, (m) => void (traceparent = m.headers.traceparent), { group: 'savers' });
+    await producer.publish(t, { cpu: 42 });
+    await waitFor(() => exporter.getFinishedSpans().some((s) => s.kind === SpanKind.CONSUMER), 5_000, () => 'no process span');
+
+    const send = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.PRODUCER);
+    const process = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.CONSUMER);
+    expect(send?.name).toBe(`send ${t}`);
+    expect(process?.name).toBe(`process ${t}`);
+    expect(process?.spanContext().traceId).toBe(send?.spanContext().traceId);
+    expect(process?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
+    expect(traceparent).toBe(`00-${send?.spanContext().traceId}-${send?.spanContext().spanId}-01`);
+    expect(send?.attributes).toMatchObject({
+      'messaging.system': 'mqtt',
+      'messaging.destination.name': t,
+      'messaging.operation.type': 'send',
+      'messaging.message.body.size': 10,
+    });
+    expect(process?.attributes).toMatchObject({
+      'messaging.system': 'mqtt',
+      'messaging.destination.name': t,
+      'messaging.destination.template': `${base}/+/cpu`,
+      'messaging.operation.name': 'process',
+      'messaging.consumer.group.name': 'savers',
+      'messaging.message.id': expect.stringMatching(/^[0-9a-f-]{36}$/),
+    });
+  });
+});
