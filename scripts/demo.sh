@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/pnpm.sh install --frozen-lockfile --reporter=silent
 bash scripts/pnpm.sh exec tsc -b
-node examples/quickstart/dist/main.js "$@"
+node examples/saver-service/dist/demo.js "$@"

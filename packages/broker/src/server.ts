@@ -23,6 +23,12 @@ export interface BrokerServerOptions {
   container?: ServiceResolver;
   /** Service identifiers (classes or tokens) to resolve from `container`. */
   services?: readonly unknown[];
+  /**
+   * Group for every subscription of this server that names none, so that one
+   * service class can run in differently named groups (per environment, per test)
+   * without changing its decorators.
+   */
+  group?: string;
 }
 
 interface Registration {
@@ -39,6 +45,7 @@ interface Registration {
 export class BrokerServer implements Server {
   readonly name: string;
   readonly broker: Broker;
+  readonly #group: string | undefined;
   readonly #registrations = new Map<string, Registration>();
   #active: Subscription[] = [];
   #running = false;
@@ -46,6 +53,7 @@ export class BrokerServer implements Server {
   constructor(options: BrokerServerOptions) {
     this.broker = options.broker;
     this.name = options.name ?? `broker:${options.broker.system}`;
+    this.#group = options.group;
     if (options.services?.length && !options.container) throw new ConfigurationError('services need a container to be resolved from');
     for (const id of options.services ?? []) this.register(options.container!.get<object>(id));
   }
@@ -65,7 +73,8 @@ export class BrokerServer implements Server {
   /** Adds a subscription; applied at start (or at once when already running). */
   subscribe<S extends StandardSchemaV1>(topic: string, handler: Handler<StandardSchemaV1.InferOutput<S>>, options: SubscribeOptions<S> & { schema: S }): this;
   subscribe<T>(topic: string, handler: Handler<T>, options?: SubscribeOptions): this;
-  subscribe(topic: string, handler: Handler<never>, options: SubscribeOptions = {}): this {
+  subscribe(topic: string, handler: Handler<never>, given: SubscribeOptions = {}): this {
+    const options = given.group === undefined && this.#group !== undefined ? { ...given, group: this.#group } : given;
     const key = `${topic}\u0000${options.group ?? ''}`;
     if (this.#registrations.has(key)) {
       throw new ConfigurationError(`${this.name}: ${topic}${options.group ? ` (group ${options.group})` : ''} already has a handler`);

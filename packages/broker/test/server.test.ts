@@ -19,6 +19,21 @@ describe('BrokerServer', () => {
     await server.stop();
   });
 
+  it('puts subscriptions that name no group into the server group', async () => {
+    const broker = memory();
+    const counts = [0, 0, 0];
+    const server = new BrokerServer({ broker, group: 'savers' })
+      .subscribe('t', () => void counts[0]!++)
+      .subscribe('t', () => void counts[1]!++, { group: 'audit' });
+    const sibling = new BrokerServer({ broker, group: 'savers' }).subscribe('t', () => void counts[2]!++);
+    await server.start();
+    await sibling.start();
+    for (let i = 0; i < 10; i++) await broker.publish('t', i);
+    await waitFor(() => counts[0]! + counts[2]! === 10 && counts[1] === 10, 2000, () => String(counts));
+    expect(counts).toEqual([5, 10, 5]);
+    await server.stop();
+  });
+
   it('refuses a second handler for the same topic and group', () => {
     const server = new BrokerServer({ broker: memory() }).subscribe('t', () => undefined, { group: 'g' });
     expect(() => server.subscribe('t', () => undefined, { group: 'g' })).toThrow(ConfigurationError);

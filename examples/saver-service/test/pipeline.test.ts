@@ -1,0 +1,104 @@
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEAD_LETTER_HEADER, type Message } from '@ktransport/broker';
+import { MqttBroker } from '@ktransport/transport-mqtt';
+import { loadReportService, type ReportClient } from '../src/proto.js';
+import { endMqttSession } from '../src/transport.js';
+import { eventually, freshDatabase, runDemo, type Service, startService } from './support.js';
+
+const MQTT = 'mqtt://127.0.0.1:1883';
+const KAFKA = 'kafka://127.0.0.1:9092';
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+beforeAll(async () => {
+  db = await freshDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function post(client: ReportClient, ids: string[], concurrency = 16): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) {
+      const reportId = ids[next++]!;
+      await new Promise<void>((resolve, reject) =>
+        client.PostReport({ eventName: 'door-open', content: `report ${reportId}`, reportId }, (error) => (error ? reject(error) : resolve())),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+describe('saver-service end to end', () => {
+  it('stores every report posted over gRPC exactly once, over Mosquitto and PostgreSQL', async () => {
+    const before = await db.count();
+    const result = await runDemo(['--count', '400', '--broker', MQTT, '--database', db.url]);
+    expect(result.code, result.output).toBe(0);
+    expect(result.summary).toMatch(/^demo: posted=400 stored=400 duplicates=\d+ lost=0 transport=mqtt db=postgres$/);
+    expect(await db.count()).toBe(before + 400);
+  });
+
+  it('stores every report posted over gRPC exactly once, over Kafka and PostgreSQL', async () => {
+    const before = await db.count();
+    const result = await runDemo(['--count', '400', '--broker', KAFKA, '--database', db.url]);
+    expect(result.code, result.output).toBe(0);
+    expect(result.summary).toMatch(/^demo: posted=400 stored=400 duplicates=\d+ lost=0 transport=kafka db=postgres$/);
+    expect(await db.count()).toBe(before + 400);
+  });
+
+  for (const broker of [MQTT, KAFKA]) {
+    it(`loses no report when the saver is killed with SIGKILL mid-run and restarted (${broker})`, async () => {
+      const instance = `kill-${randomUUID().slice(0, 6)}`;
+      const address = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
+      const env = { KT_BROKER_URL: broker, KT_DATABASE_URL: db.url, KT_GRPC_ADDRESS: address, KT_GROUP: instance };
+      let saver: Service = await startService('saver', { ...env, KT_INSTANCE: `${instance}-saver` });
+      const agent = await startService('agent', { ...env, KT_INSTANCE: `${instance}-agent` });
+      const { Client } = loadReportService();
+      const client = new Client(address, grpc.credentials.createInsecure());
+      try {
+        const runId = randomUUID().slice(0, 8);
+        const ids = Array.from({ length: 1000 }, (_, i) => `${runId}-${i}`);
+        const before = await db.count('report_events');
+        const posting = post(client, ids);
+        await eventually(async () => (await db.count('report_events')) - before >= 150, true);
+        await saver.stop('SIGKILL');
+        await new Promise((r) => setTimeout(r, 500));
+        saver = await startService('saver', { ...env, KT_INSTANCE: `${instance}-saver` });
+        await posting;
+        await eventually(async () => (await db.count('report_events')) - before, 1000, 90_000);
+      } finally {
+        client.close();
+        await agent.stop();
+        await saver.stop();
+        if (broker === MQTT) await endMqttSession(MQTT, `${instance}-saver`);
+      }
+    }, 180_000);
+  }
+
+  it('dead-letters a report that violates the schema, with its reason, and keeps storing the rest', async () => {
+    const instance = `dlq-${randomUUID().slice(0, 6)}`;
+    const saver = await startService('saver', { KT_BROKER_URL: MQTT, KT_DATABASE_URL: db.url, KT_INSTANCE: instance, KT_GROUP: instance });
+    const device = new MqttBroker({ url: MQTT, tracing: false, metrics: false });
+    await device.connect();
+    try {
+      const dead: Message<Uint8Array>[] = [];
+      await device.subscribe<Uint8Array>('report/dead', (m) => void dead.push(m), { codec: 'bytes' });
+      const before = await db.count('report_events');
+      await device.publish('report/event', { reportId: `bad-${instance}`, eventName: '', content: 7 });
+      await device.publish('report/event', { reportId: `good-${instance}`, eventName: 'boot', content: 'after the bad one' });
+      await eventually(async () => dead.length, 1);
+      await eventually(async () => (await db.count('report_events')) - before, 1);
+      const [violation] = dead;
+      expect(violation?.headers[DEAD_LETTER_HEADER.originalTopic]).toBe('report/event');
+      expect(violation?.headers[DEAD_LETTER_HEADER.errorType]).toBe('VALIDATION_ERROR');
+      expect(violation?.headers[DEAD_LETTER_HEADER.error]).toMatch(/eventName: .*; content: /);
+      expect(JSON.parse(new TextDecoder().decode(violation?.body))).toEqual({ reportId: `bad-${instance}`, eventName: '', content: 7 });
+    } finally {
+      await device.disconnect();
+      await saver.stop();
+      await endMqttSession(MQTT, instance);
+    }
+  });
+});

@@ -1,0 +1,256 @@
+import { randomUUID } from 'node:crypto';
+import {
+  assertPublishTopic,
+  type Broker,
+  ConfigurationError,
+  ConnectionError,
+  type ConnectionState,
+  DrainTimeoutError,
+  type Handler,
+  hasWildcard,
+  MessagePipeline,
+  type ObservableConnection,
+  type OutgoingMessage,
+  PublishError,
+  type SubscribeOptions,
+  type Subscription,
+} from '@ktransport/broker';
+import type { Admin, Message as KafkaRecord } from 'kafkajs';
+import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
+import { createKafka } from './client.js';
+import { GroupSubscriber } from './consumer.js';
+import { toConnectionError, toSubscribeError } from './errors.js';
+import { recordSize, toKafkaHeaders } from './headers.js';
+import {
+  isValidTopic,
+  type KafkaBrokerOptions,
+  type KafkaPublishOptions,
+  type KafkaSubscribeOptions,
+  resolveOptions,
+  type ResolvedOptions,
+} from './options.js';
+import { BatchingProducer } from './producer.js';
+
+type Schema = NonNullable<SubscribeOptions['schema']>;
+type SchemaOutput<S extends Schema> = NonNullable<S['~standard']['types']>['output'];
+
+/**
+ * A Broker over Apache Kafka (kafkajs). `publish` resolves once the brokers
+ * acknowledged the record (acks -1, idempotent producer by default). Each
+ * subscription is one consumer in its own consumer group (`group`, or a
+ * generated one so that every such subscriber sees every message); offsets are
+ * committed only after the handler succeeded and never past a failed message.
+ */
+export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
+  readonly system = 'kafka';
+  readonly #options: ResolvedOptions;
+  readonly #pipeline: MessagePipeline;
+  readonly #kafka: ReturnType<typeof createKafka>;
+  readonly #producer: BatchingProducer;
+  readonly #publish: (topic: string, body: unknown, options?: KafkaPublishOptions) => Promise<void>;
+  readonly #subscribers = new Set<GroupSubscriber>();
+  readonly #unhealthy = new Set<object>();
+  readonly #listeners = new Set<(state: ConnectionState) => void>();
+  #admin: Admin | undefined;
+  #state: ConnectionState = 'disconnected';
+  #connecting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: KafkaBrokerOptions) {
+    this.#options = resolveOptions(options);
+    this.#pipeline = new MessagePipeline(this.system, options);
+    this.#kafka = createKafka(this.#options);
+    const producerHealth = {};
+    this.#producer = new BatchingProducer(this.#kafka, this.#options, (healthy) => this.#health(producerHealth, healthy));
+    this.#publish = this.#pipeline.publisher<KafkaPublishOptions>((message) => this.#send(message));
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => void this.#listeners.delete(listener);
+  }
+
+  /** Connects the producer and an admin client; rejects with ConnectionError or AuthenticationError. */
+  connect(): Promise<void> {
+    if (this.#closing) return Promise.reject(new ConnectionError('Kafka broker is disconnecting'));
+    if (this.#state === 'connected' || this.#state === 'reconnecting') return Promise.resolve();
+    this.#connecting ??= this.#connect().finally(() => (this.#connecting = undefined));
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<void> {
+    this.#setState('connecting');
+    const admin = this.#kafka.admin({ retry: this.#options.retry });
+    try {
+      await this.#producer.connect();
+      await admin.connect();
+    } catch (error) {
+      await this.#producer.close().catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
+      this.#setState('disconnected');
+      throw toConnectionError(error, this.#options.brokers);
+    }
+    this.#admin = admin;
+    this.#unhealthy.clear();
+    this.#setState('connected');
+  }
+
+  /**
+   * Stops every subscription (in-flight handlers finish within `drainTimeoutMs`,
+   * their offsets are committed, the groups are left), flushes queued publishes
+   * and closes the connections. Throws DrainTimeoutError if handlers were still running.
+   */
+  disconnect(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    if (this.#state === 'disconnected' && !this.#connecting) return Promise.resolve();
+    this.#closing = this.#disconnect().finally(() => (this.#closing = undefined));
+    return this.#closing;
+  }
+
+  async #disconnect(): Promise<void> {
+    await this.#connecting?.catch(() => undefined);
+    const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
+    const subscribers = [...this.#subscribers];
+    this.#subscribers.clear();
+    const pending = (await Promise.all(subscribers.map((s) => s.stop(drainTimeoutMs)))).reduce((a, b) => a + b, 0);
+    await this.#producer.close();
+    await this.#admin?.disconnect().catch(() => undefined);
+    this.#admin = undefined;
+    this.#unhealthy.clear();
+    this.#setState('disconnected');
+    if (pending > 0) throw new DrainTimeoutError(pending, drainTimeoutMs);
+  }
+
+  publish<T = unknown>(topic: string, body: T, options?: KafkaPublishOptions): Promise<void> {
+    if (!this.#usable()) return Promise.reject(new ConnectionError(`cannot publish to ${topic}: Kafka broker is not connected`));
+    try {
+      assertPublishTopic(topic);
+      this.#kafkaTopic(topic, (message) => new PublishError(topic, message));
+      const partition = options?.partition;
+      if (partition !== undefined && (!Number.isInteger(partition) || partition < 0)) {
+        throw new PublishError(topic, `partition must be a whole number >= 0, got ${partition}`);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#publish(topic, body, options);
+  }
+
+  subscribe<S extends Schema>(topic: string, handler: Handler<SchemaOutput<S>>, options: KafkaSubscribeOptions<S> & { schema: S }): Promise<Subscription>;
+  subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: KafkaSubscribeOptions): Promise<Subscription>;
+  async subscribe(topic: string, handler: Handler<never>, options: KafkaSubscribeOptions = {}): Promise<Subscription> {
+    const admin = this.#admin;
+    if (!this.#usable() || !admin || this.#closing) throw new ConnectionError(`cannot subscribe to ${topic}: Kafka broker is not connected`);
+    if (typeof topic === 'string' && hasWildcard(topic)) throw new ConfigurationError(`cannot subscribe to "${topic}": Kafka topics have no wildcards`);
+    const kafkaTopic = this.#kafkaTopic(topic, (message) => new ConfigurationError(message));
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
+    if (options.group !== undefined && (typeof options.group !== 'string' || options.group.length === 0)) {
+      throw new ConfigurationError('group must be a non-empty string');
+    }
+    const groupId = options.group ?? `ktransport-${this.#options.clientId}-${randomUUID()}`;
+    const consume = this.#pipeline.consumer(
+      topic,
+      handler,
+      { ...options, group: groupId },
+      MessagePipeline.deadLetterVia((t, body, o) => this.#publish(t, body, o)),
+    );
+    const health = {};
+    const subscriber = new GroupSubscriber({
+      kafka: this.#kafka,
+      admin,
+      options: this.#options,
+      topic: kafkaTopic,
+      logicalTopic: topic,
+      groupId,
+      ephemeral: options.group === undefined,
+      fromBeginning: options.fromBeginning ?? false,
+      concurrency,
+      consume,
+      onHealth: (healthy) => this.#health(health, healthy),
+    });
+    this.#subscribers.add(subscriber);
+    try {
+      await subscriber.start();
+    } catch (error) {
+      this.#subscribers.delete(subscriber);
+      await subscriber.stop(0);
+      throw toSubscribeError(kafkaTopic, error, this.#options.brokers);
+    }
+    const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
+    return {
+      topic,
+      group: groupId,
+      unsubscribe: async () => {
+        if (!this.#subscribers.delete(subscriber)) return;
+        const pending = await subscriber.stop(drainTimeoutMs);
+        if (pending > 0) throw new DrainTimeoutError(pending, drainTimeoutMs);
+      },
+    };
+  }
+
+  /** Creates the topics that do not exist yet; rejects with AdminError (or ConfigurationError for bad specs). */
+  async createTopics(topics: TopicSpec | readonly TopicSpec[]): Promise<void> {
+    if (!this.#usable() || !this.#admin) throw new ConnectionError('cannot create topics: Kafka broker is not connected');
+    const specs: readonly TopicSpec[] = Array.isArray(topics) ? topics : [topics as TopicSpec];
+    await createTopics(this.#admin, specs.map((spec) => ({ ...spec, topic: this.#kafkaTopic(spec.topic, (m) => new ConfigurationError(m)) })));
+  }
+
+  /** The Kafka topic for a topic of the API (through `topicName`), checked against Kafka's naming rules. */
+  #kafkaTopic(topic: string, fail: (message: string) => Error): string {
+    let name: unknown;
+    try {
+      name = this.#options.topicName(topic);
+    } catch (error) {
+      throw fail(`topicName failed for "${topic}": ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (typeof name !== 'string' || !isValidTopic(name)) {
+      const mapped = name === topic ? '' : ` (mapped to "${String(name)}")`;
+      throw fail(`"${topic}"${mapped} is not a valid Kafka topic name: use 1-249 of [a-zA-Z0-9._-], or map names with the topicName option`);
+    }
+    return name;
+  }
+
+  #send(message: OutgoingMessage<KafkaPublishOptions>): Promise<void> {
+    const { payload } = message;
+    let topic: string;
+    try {
+      topic = this.#kafkaTopic(message.topic, (m) => new PublishError(message.topic, m));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const record: KafkaRecord = {
+      value: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      headers: toKafkaHeaders(message.headers),
+    };
+    if (message.key !== undefined) record.key = message.key;
+    if (message.options.partition !== undefined) record.partition = message.options.partition;
+    return this.#producer.send(topic, record, recordSize(payload, message.key, message.headers));
+  }
+
+  #usable(): boolean {
+    return this.#state === 'connected' || this.#state === 'reconnecting';
+  }
+
+  #health(component: object, healthy: boolean): void {
+    if (healthy) this.#unhealthy.delete(component);
+    else this.#unhealthy.add(component);
+    if (this.#usable() && !this.#closing) this.#setState(this.#unhealthy.size > 0 ? 'reconnecting' : 'connected');
+  }
+
+  #setState(state: ConnectionState): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(state);
+      } catch {
+        // a listener must not break the broker
+      }
+    }
+  }
+}

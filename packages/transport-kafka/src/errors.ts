@@ -1,0 +1,108 @@
+import {
+  AuthenticationError,
+  BrokerError,
+  type BrokerErrorOptions,
+  ConnectionError,
+  PublishError,
+  SubscribeError,
+} from '@ktransport/broker';
+
+/** The topic does not exist and the brokers (or `allowAutoTopicCreation: false`) did not create it. */
+export class UnknownTopicError extends BrokerError {
+  override readonly code = 'UNKNOWN_TOPIC';
+  readonly topic: string;
+  constructor(topic: string, message: string, options: BrokerErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.topic = topic;
+  }
+}
+
+/** What kafkajs errors carry: a class name, a protocol error type and a cause chain. */
+interface KafkaJsErrorShape {
+  readonly name?: unknown;
+  readonly type?: unknown;
+  readonly message?: unknown;
+  readonly retriable?: unknown;
+  readonly cause?: unknown;
+  readonly errors?: unknown;
+}
+
+const AUTH_TYPES = new Set(['SASL_AUTHENTICATION_FAILED', 'ILLEGAL_SASL_STATE', 'UNSUPPORTED_SASL_MECHANISM']);
+const CONNECTION_NAMES = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSNoBrokerAvailableError',
+  'KafkaJSLockTimeout',
+]);
+const REBALANCE_TYPES = new Set(['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID']);
+/** Producer states after which the idempotent producer's sequence numbers can no longer be trusted. */
+const SEQUENCE_TYPES = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
+
+/** The error and its causes, outermost first (bounded against cycles). */
+function chain(error: unknown): KafkaJsErrorShape[] {
+  const out: KafkaJsErrorShape[] = [];
+  for (let e = error, i = 0; e !== null && typeof e === 'object' && i < 8; i++) {
+    const shape = e as KafkaJsErrorShape;
+    out.push(shape);
+    if (Array.isArray(shape.errors)) for (const inner of shape.errors as unknown[]) out.push(...chain(inner));
+    e = shape.cause;
+  }
+  return out;
+}
+
+function has(error: unknown, test: (e: KafkaJsErrorShape) => boolean): boolean {
+  return chain(error).some(test);
+}
+
+/** The innermost message, which names the actual problem (kafkajs wraps it in retry errors). */
+export function describe(error: unknown): string {
+  const links = chain(error);
+  const messages = links.map((e) => (typeof e.message === 'string' ? e.message : '')).filter(Boolean);
+  const unique = [...new Set(messages)];
+  return unique.length > 0 ? unique.join(': ') : String(error);
+}
+
+export const isAuthFailure = (error: unknown): boolean =>
+  has(error, (e) => e.name === 'KafkaJSSASLAuthenticationError' || AUTH_TYPES.has(String(e.type)));
+export const isConnectionFailure = (error: unknown): boolean => has(error, (e) => CONNECTION_NAMES.has(String(e.name)));
+export const isUnknownTopic = (error: unknown): boolean => has(error, (e) => e.type === 'UNKNOWN_TOPIC_OR_PARTITION');
+/** The topic is unknown or has no leader yet: just created (or being auto-created) and not in the metadata. */
+export const isTopicNotReady = (error: unknown): boolean => has(error, (e) => e.type === 'UNKNOWN_TOPIC_OR_PARTITION' || e.type === 'LEADER_NOT_AVAILABLE');
+export const isRebalance = (error: unknown): boolean => has(error, (e) => REBALANCE_TYPES.has(String(e.type)));
+export const isSequenceFailure = (error: unknown): boolean => has(error, (e) => SEQUENCE_TYPES.has(String(e.type)));
+
+/** The broker could not be reached or refused the credentials. */
+export function toConnectionError(error: unknown, brokers: readonly string[]): BrokerError {
+  if (error instanceof BrokerError) return error;
+  const where = brokers.join(',');
+  if (isAuthFailure(error)) return new AuthenticationError(`Kafka at ${where} refused the credentials: ${describe(error)}`, { cause: error });
+  return new ConnectionError(`cannot connect to Kafka at ${where}: ${describe(error)}`, { cause: error });
+}
+
+/** A publish that the brokers did not acknowledge. */
+export function toPublishError(topic: string, error: unknown, brokers: readonly string[]): BrokerError {
+  if (error instanceof BrokerError) return error;
+  if (isAuthFailure(error) || isConnectionFailure(error)) {
+    const cause = toConnectionError(error, brokers);
+    return new PublishError(topic, `publish to ${topic} failed: ${cause.message}`, { cause, retriable: cause.retriable });
+  }
+  if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${describe(error)}`, { cause: error });
+  const retriable = chain(error).some((e) => e.retriable === true);
+  return new PublishError(topic, `publish to ${topic} failed: ${describe(error)}`, { cause: error, retriable });
+}
+
+/** A subscription that could not join its group. */
+export function toSubscribeError(topic: string, error: unknown, brokers: readonly string[]): BrokerError {
+  if (error instanceof BrokerError) return error;
+  if (isAuthFailure(error)) return toConnectionError(error, brokers);
+  if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${describe(error)}`, { cause: error });
+  const retriable = isConnectionFailure(error) || chain(error).some((e) => e.retriable === true);
+  return new SubscribeError(topic, `cannot subscribe to ${topic}: ${describe(error)}`, { cause: error, retriable });
+}
+
+/** A topic administration request (create topics) was refused. */
+export class AdminError extends BrokerError {
+  override readonly code = 'ADMIN_ERROR';
+}

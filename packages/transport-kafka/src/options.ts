@@ -1,0 +1,214 @@
+import type { ConnectionOptions } from 'node:tls';
+import { type CommonBrokerOptions, ConfigurationError, type PublishOptions, type SubscribeOptions } from '@ktransport/broker';
+
+/** SASL mechanisms kafkajs speaks without plugins. */
+export type KafkaSaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
+
+export type KafkaSaslOptions = {
+  [M in KafkaSaslMechanism]: { mechanism: M; username: string; password: string };
+}[KafkaSaslMechanism];
+
+/** Exponential backoff kafkajs uses for connects, requests, joins and consumer restarts. */
+export interface KafkaRetryOptions {
+  /** Retries after the first attempt. Default 5. */
+  retries?: number;
+  /** First wait. Default 300 ms. */
+  initialRetryTimeMs?: number;
+  /** Longest wait. Default 30,000 ms. */
+  maxRetryTimeMs?: number;
+}
+
+/** Codecs kafkajs has built in (snappy, lz4 and zstd would need global plugins). */
+export type KafkaCompression = 'none' | 'gzip';
+
+/** -1: all in-sync replicas; 1: the leader only; 0: no acknowledgement (fire-and-forget). */
+export type KafkaAcks = -1 | 0 | 1;
+
+export interface KafkaProducerOptions {
+  /** Idempotent producer: no duplicates from producer retries, order kept per partition. Default true (needs acks -1). */
+  idempotent?: boolean;
+  /** Acknowledgement `publish` waits for. Default -1. */
+  acks?: KafkaAcks;
+  /** Compression of record batches. Default `none`. */
+  compression?: KafkaCompression;
+  /**
+   * How long a publish waits for others to share its request. Default 0: publishes
+   * issued together, or while a request to the same topic is in flight, still share one.
+   */
+  lingerMs?: number;
+  /** Most messages in one request. Default 1,000. */
+  maxBatchMessages?: number;
+  /** Most payload bytes (values, keys, headers) in one request; a larger message goes alone. Default 900,000. */
+  maxBatchBytes?: number;
+}
+
+export interface KafkaConsumerOptions {
+  /** The group coordinator drops a member it has not heard from for this long. Default 30,000 ms. */
+  sessionTimeoutMs?: number;
+  /** Heartbeat period; also how fast a member notices a rebalance. Default 3,000 ms. */
+  heartbeatIntervalMs?: number;
+  /** How long a rebalance waits for members to rejoin (finish their handlers). Default 60,000 ms. */
+  rebalanceTimeoutMs?: number;
+  /** Pause of a partition after a message failed for good, before it is delivered again. Default 1,000 ms. */
+  redeliveryDelayMs?: number;
+}
+
+/** A kafkajs or transport log line at warn or error level. */
+export interface KafkaLogEntry {
+  readonly level: 'error' | 'warn';
+  /** kafkajs component (`Consumer`, `Connection`, ...) or `ktransport`. */
+  readonly namespace: string;
+  readonly message: string;
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+export interface KafkaBrokerOptions extends CommonBrokerOptions {
+  /** Bootstrap servers: `host:port`, a list of them, or `kafka://host:port[,host:port]`. */
+  brokers: string | readonly string[];
+  /** Client id the brokers see (logs, quotas, group member ids). Default `ktransport`. */
+  clientId?: string;
+  /** TLS: `true` for system CAs, or Node TLS options (ca, cert, key, servername, ...). Default off. */
+  ssl?: boolean | ConnectionOptions;
+  /** SASL PLAIN or SCRAM credentials. Default none. */
+  sasl?: KafkaSaslOptions;
+  retry?: KafkaRetryOptions;
+  /** Let metadata requests create missing topics (if the brokers allow it). Default true. */
+  allowAutoTopicCreation?: boolean;
+  producer?: KafkaProducerOptions;
+  consumer?: KafkaConsumerOptions;
+  /** Receives warn and error lines from kafkajs and the transport. Default: nothing is logged. */
+  logger?: (entry: KafkaLogEntry) => void;
+  /**
+   * Maps the topics of publish, subscribe, dead-letter and createTopics to Kafka topic
+   * names, e.g. `(t) => t.replaceAll('/', '.')` for MQTT-style names. Handlers still
+   * see the topic they subscribed to. Default: names are used as they are.
+   */
+  topicName?: (topic: string) => string;
+}
+
+export interface KafkaPublishOptions extends PublishOptions {
+  /** Partition to write to, instead of the one the key (murmur2, as the Java client) or round robin picks. */
+  partition?: number;
+}
+
+type Schema = NonNullable<SubscribeOptions['schema']>;
+
+export interface KafkaSubscribeOptions<S extends Schema = Schema> extends SubscribeOptions<S> {
+  /** Where a group without committed offsets starts: the oldest message (true) or what is published from now on. Default false. */
+  fromBeginning?: boolean;
+}
+
+/** Options with defaults applied and checked. */
+export interface ResolvedOptions {
+  readonly brokers: string[];
+  readonly clientId: string;
+  readonly ssl: boolean | ConnectionOptions | undefined;
+  readonly sasl: KafkaSaslOptions | undefined;
+  readonly retry: { retries: number; initialRetryTime: number; maxRetryTime: number };
+  readonly allowAutoTopicCreation: boolean;
+  readonly producer: Required<KafkaProducerOptions>;
+  readonly consumer: Required<KafkaConsumerOptions>;
+  readonly logger: ((entry: KafkaLogEntry) => void) | undefined;
+  readonly topicName: (topic: string) => string;
+}
+
+const MECHANISMS: readonly string[] = ['plain', 'scram-sha-256', 'scram-sha-512'];
+
+export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new ConfigurationError('KafkaBroker needs options with `brokers`');
+  const clientId = options.clientId ?? 'ktransport';
+  if (typeof clientId !== 'string' || clientId.length === 0) throw new ConfigurationError('clientId must be a non-empty string');
+  const sasl = options.sasl;
+  if (sasl !== undefined) {
+    if (!MECHANISMS.includes(sasl.mechanism)) {
+      throw new ConfigurationError(`sasl.mechanism must be one of ${MECHANISMS.join(', ')}, got ${String(sasl.mechanism)}`);
+    }
+    if (typeof sasl.username !== 'string' || typeof sasl.password !== 'string') throw new ConfigurationError('sasl needs a username and a password');
+  }
+  const retry = {
+    retries: whole('retry.retries', options.retry?.retries ?? 5, 0),
+    initialRetryTime: whole('retry.initialRetryTimeMs', options.retry?.initialRetryTimeMs ?? 300, 1),
+    maxRetryTime: whole('retry.maxRetryTimeMs', options.retry?.maxRetryTimeMs ?? 30_000, 1),
+  };
+  const p = options.producer ?? {};
+  const idempotent = p.idempotent ?? true;
+  const acks = p.acks ?? -1;
+  if (acks !== -1 && acks !== 0 && acks !== 1) throw new ConfigurationError(`producer.acks must be -1, 0 or 1, got ${String(acks)}`);
+  if (idempotent && acks !== -1) throw new ConfigurationError(`producer.acks ${acks} needs producer.idempotent: false (an idempotent producer requires acks -1)`);
+  if (idempotent && retry.retries < 1) throw new ConfigurationError('retry.retries 0 needs producer.idempotent: false (an idempotent producer must be allowed to retry)');
+  const compression = p.compression ?? 'none';
+  if (compression !== 'none' && compression !== 'gzip') {
+    throw new ConfigurationError(`producer.compression must be 'none' or 'gzip', got ${String(compression)}`);
+  }
+  const c = options.consumer ?? {};
+  const consumer = {
+    sessionTimeoutMs: whole('consumer.sessionTimeoutMs', c.sessionTimeoutMs ?? 30_000, 1),
+    heartbeatIntervalMs: whole('consumer.heartbeatIntervalMs', c.heartbeatIntervalMs ?? 3_000, 1),
+    rebalanceTimeoutMs: whole('consumer.rebalanceTimeoutMs', c.rebalanceTimeoutMs ?? 60_000, 1),
+    redeliveryDelayMs: whole('consumer.redeliveryDelayMs', c.redeliveryDelayMs ?? 1_000, 0),
+  };
+  if (consumer.heartbeatIntervalMs >= consumer.sessionTimeoutMs) {
+    throw new ConfigurationError(`consumer.heartbeatIntervalMs (${consumer.heartbeatIntervalMs}) must be below consumer.sessionTimeoutMs (${consumer.sessionTimeoutMs})`);
+  }
+  if (options.logger !== undefined && typeof options.logger !== 'function') throw new ConfigurationError('logger must be a function');
+  if (options.topicName !== undefined && typeof options.topicName !== 'function') throw new ConfigurationError('topicName must be a function');
+  return {
+    brokers: parseBrokers(options.brokers),
+    clientId,
+    ssl: options.ssl,
+    sasl,
+    retry,
+    allowAutoTopicCreation: options.allowAutoTopicCreation ?? true,
+    producer: {
+      idempotent,
+      acks,
+      compression,
+      lingerMs: whole('producer.lingerMs', p.lingerMs ?? 0, 0),
+      maxBatchMessages: whole('producer.maxBatchMessages', p.maxBatchMessages ?? 1_000, 1),
+      maxBatchBytes: whole('producer.maxBatchBytes', p.maxBatchBytes ?? 900_000, 1),
+    },
+    consumer,
+    logger: options.logger,
+    topicName: options.topicName ?? ((topic) => topic),
+  };
+}
+
+/**
+ * Accepts `host:port`, `[v6]:port`, comma-separated lists and `kafka://` URLs
+ * (`kafka://h1:9092,h2:9092`), alone or in an array. Anything else is a ConfigurationError.
+ */
+export function parseBrokers(brokers: string | readonly string[]): string[] {
+  const list = typeof brokers === 'string' ? [brokers] : brokers;
+  if (!Array.isArray(list) || list.length === 0) throw new ConfigurationError('brokers must be a non-empty string or list of `host:port`');
+  const out: string[] = [];
+  for (const entry of list as readonly unknown[]) {
+    if (typeof entry !== 'string') throw new ConfigurationError(`brokers: expected strings, got ${typeof entry}`);
+    let rest = entry.trim();
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(rest);
+    if (scheme) {
+      if (scheme[1]!.toLowerCase() !== 'kafka') throw new ConfigurationError(`brokers: unsupported URL scheme in "${entry}"; use kafka://host:port`);
+      rest = rest.slice(scheme[0].length).replace(/\/$/, '');
+    }
+    for (const part of rest.split(',')) out.push(hostPort(part.trim(), entry));
+  }
+  return out;
+}
+
+function hostPort(value: string, entry: string): string {
+  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?):(\d{1,5})$/i.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port < 1 || port > 65_535) {
+    throw new ConfigurationError(`brokers: "${entry}" is not host:port or kafka://host:port[,host:port]`);
+  }
+  return value;
+}
+
+function whole(name: string, value: number, min: number): number {
+  if (!Number.isInteger(value) || value < min) throw new ConfigurationError(`${name} must be a whole number >= ${min}, got ${value}`);
+  return value;
+}
+
+/** Kafka topic names: 1 to 249 of [a-zA-Z0-9._-], not `.` or `..`. */
+export function isValidTopic(topic: string): boolean {
+  return typeof topic === 'string' && /^[a-zA-Z0-9._-]{1,249}$/.test(topic) && topic !== '.' && topic !== '..';
+}

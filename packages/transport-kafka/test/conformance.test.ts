@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BrokerError, type ConnectionState } from '@ktransport/broker';
+import { conformanceCases, sleep, waitFor } from '@ktransport/broker/testing';
+import { KafkaBroker, type KafkaLogEntry } from '@ktransport/transport-kafka';
+import type { Admin } from 'kafkajs';
+import { connectAdmin, createTopic, fast, PrivateKafka, unique } from './helpers.js';
+
+/** A broker of this file's own: the restart case and the mid-stream restart stop and start it. */
+const kafka = new PrivateKafka(29092);
+let admin: Admin | undefined;
+
+beforeAll(async () => {
+  await kafka.start();
+  admin = await connectAdmin(kafka.address);
+}, 150_000);
+
+afterAll(async () => {
+  await admin?.disconnect();
+  await kafka.stop();
+}, 60_000);
+
+describe('KafkaBroker conformance', () => {
+  const cases = conformanceCases({
+    createBroker: () => new KafkaBroker({ brokers: `kafka://${kafka.address}`, clientId: 'conformance', ...fast }),
+    features: { wildcards: false, groups: true, persistent: true, orderingPerKey: true, redelivery: true },
+    prepareTopic: async (topic) => void (await createTopic(admin!, topic, 3)),
+    restartBroker: () => kafka.restart(),
+    waitMs: 20_000,
+  });
+  for (const c of cases) it.skipIf(Boolean(c.skip))(c.skip ? `${c.name} (skipped: ${c.skip})` : c.name, c.run, c.timeoutMs);
+});
+
+describe('KafkaBroker across a broker restart in the middle of a stream', () => {
+  it('publishers see success or a typed error, never a silent drop; every acknowledged message is consumed', async () => {
+    const topic = await createTopic(admin!, unique('restart-stream'), 3);
+    const logs: KafkaLogEntry[] = [];
+    const broker = new KafkaBroker({ brokers: kafka.address, ...fast, logger: (entry) => logs.push(entry) });
+    const states: ConnectionState[] = [];
+    broker.onStateChange((state) => states.push(state));
+    await broker.connect();
+    let publishing = true;
+    try {
+      const consumed = new Set<number>();
+      await broker.subscribe<{ n: number }>(topic, (m) => void consumed.add(m.body.n), { group: unique('g'), concurrency: 3 });
+      const acked = new Set<number>();
+      const failures: unknown[] = [];
+      let next = 0;
+      const publisher = async (): Promise<void> => {
+        while (publishing && next < 50_000) {
+          const n = next++;
+          await broker.publish(topic, { n }, { key: `k${n % 7}` }).then(() => acked.add(n), (error: unknown) => failures.push(error));
+          await sleep(2);
+        }
+      };
+      const publishers = [publisher(), publisher(), publisher(), publisher()];
+      await waitFor(() => acked.size >= 300, 20_000, () => `acked before restart ${acked.size}`);
+      await kafka.restart();
+      const afterRestart = acked.size;
+      await waitFor(() => acked.size >= afterRestart + 300, 60_000, () => `acked after restart ${acked.size - afterRestart}`);
+      publishing = false;
+      await Promise.all(publishers);
+      expect(failures.filter((e) => !(e instanceof BrokerError))).toEqual([]);
+      await waitFor(() => [...acked].every((n) => consumed.has(n)), 60_000, () => `unconsumed ${[...acked].filter((n) => !consumed.has(n)).length} of ${acked.size}`);
+      expect(states).toContain('reconnecting');
+      await waitFor(() => broker.state === 'connected', 20_000, () => `state ${broker.state}`);
+    } finally {
+      publishing = false;
+      await broker.disconnect();
+    }
+    // The consumer gave up during the outage and was restarted (the crash path ran).
+    expect(logs.some((entry) => /crashed: .*; restarting/.test(entry.message))).toBe(true);
+  }, 150_000);
+});

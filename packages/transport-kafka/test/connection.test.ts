@@ -1,0 +1,140 @@
+import { createServer, type Server } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuthenticationError, ConfigurationError, ConnectionError, type ConnectionState } from '@ktransport/broker';
+import { waitFor } from '@ktransport/broker/testing';
+import { KafkaBroker, type KafkaLogEntry, type KafkaSaslMechanism } from '@ktransport/transport-kafka';
+import type { Admin } from 'kafkajs';
+import { connectAdmin, createTopic, ensureKafka, fast, KAFKA, KAFKA_SASL, SASL_PASSWORD, SASL_USER, unique } from './helpers.js';
+
+let admin: Admin;
+let closedPort: number;
+
+/** A port on loopback that nobody listens on. */
+async function freePort(): Promise<number> {
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+beforeAll(async () => {
+  await ensureKafka();
+  admin = await connectAdmin();
+  closedPort = await freePort();
+}, 150_000);
+
+afterAll(async () => {
+  await admin?.disconnect();
+});
+
+describe('KafkaBroker brokers option', () => {
+  it('accepts host:port, lists and kafka:// URLs', async () => {
+    for (const brokers of [KAFKA, [KAFKA], `kafka://${KAFKA}`, `kafka://${KAFKA},${KAFKA}/`, [`kafka://${KAFKA}`]]) {
+      const broker = new KafkaBroker({ brokers, ...fast });
+      await broker.connect();
+      await broker.publish(unique('url'), { ok: true });
+      await broker.disconnect();
+    }
+  });
+
+  it('rejects retry.retries 0 for the idempotent producer, which kafkajs could not run', () => {
+    expect(() => new KafkaBroker({ brokers: KAFKA, retry: { retries: 0 } })).toThrow(ConfigurationError);
+    expect(() => new KafkaBroker({ brokers: KAFKA, retry: { retries: 0 }, producer: { idempotent: false } })).not.toThrow();
+  });
+
+  it('rejects a wrong URL with a ConfigurationError', () => {
+    for (const brokers of ['http://127.0.0.1:9092', 'kafka://', 'kafka://host', '127.0.0.1', 'host:99999', '', [], 'kafka://a:1,,b:2', 'a b:9092']) {
+      expect(() => new KafkaBroker({ brokers }), JSON.stringify(brokers)).toThrow(ConfigurationError);
+    }
+  });
+});
+
+describe('KafkaBroker connection failures', () => {
+  it('a missing broker is a ConnectionError naming the address; retry.retries bounds how long connect tries', async () => {
+    const address = `127.0.0.1:${closedPort}`;
+    let started = Date.now();
+    const quick = await new KafkaBroker({ brokers: address, retry: { retries: 1, initialRetryTimeMs: 50 } }).connect().catch((e: unknown) => e);
+    const quickMs = Date.now() - started;
+    expect(quick).toBeInstanceOf(ConnectionError);
+    expect(String(quick)).toContain(`cannot connect to Kafka at ${address}`);
+    expect(String(quick)).toContain('ECONNREFUSED');
+    expect(quickMs).toBeLessThan(1_000);
+    started = Date.now();
+    const patient = await new KafkaBroker({ brokers: address, retry: { retries: 3, initialRetryTimeMs: 250 } }).connect().catch((e: unknown) => e);
+    expect(patient).toBeInstanceOf(ConnectionError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('ssl turns TLS on: a plaintext listener then fails the handshake', async () => {
+    const error = await new KafkaBroker({ brokers: KAFKA, ssl: { rejectUnauthorized: false }, retry: { retries: 1, initialRetryTimeMs: 50 } }).connect().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(String(error)).toMatch(/TLS|SSL|socket/i);
+  });
+
+  it('logger receives kafkajs errors', async () => {
+    const entries: KafkaLogEntry[] = [];
+    await new KafkaBroker({ brokers: `127.0.0.1:${closedPort}`, retry: { retries: 1, initialRetryTimeMs: 50 }, logger: (e) => entries.push(e) }).connect().catch(() => undefined);
+    expect(entries.some((e) => e.level === 'error' && /ECONNREFUSED/.test(e.message))).toBe(true);
+  });
+});
+
+describe('KafkaBroker SASL', () => {
+  const mechanisms: KafkaSaslMechanism[] = ['plain', 'scram-sha-256', 'scram-sha-512'];
+  for (const mechanism of mechanisms) {
+    it(`${mechanism}: accepts the right password and refuses a wrong one with an AuthenticationError`, async () => {
+      const good = new KafkaBroker({ brokers: KAFKA_SASL, sasl: { mechanism, username: SASL_USER, password: SASL_PASSWORD }, ...fast });
+      await good.connect();
+      try {
+        const topic = await createTopic(admin, unique(`sasl-${mechanism}`), 1);
+        const got: number[] = [];
+        await good.subscribe<{ n: number }>(topic, (m) => void got.push(m.body.n), { group: unique('g') });
+        await good.publish(topic, { n: 42 });
+        await waitFor(() => got.length === 1, 10_000, () => 'nothing received over SASL');
+      } finally {
+        await good.disconnect();
+      }
+      const bad = new KafkaBroker({ brokers: KAFKA_SASL, sasl: { mechanism, username: SASL_USER, password: 'wrong' }, ...fast });
+      const error = await bad.connect().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(AuthenticationError);
+      expect((error as AuthenticationError).retriable).toBe(false);
+      expect(String(error)).toContain('refused the credentials');
+      expect(bad.state).toBe('disconnected');
+    });
+  }
+
+  it('rejects an unknown SASL mechanism at construction', () => {
+    expect(() => new KafkaBroker({ brokers: KAFKA_SASL, sasl: { mechanism: 'gssapi', username: 'u', password: 'p' } as never })).toThrow(ConfigurationError);
+  });
+});
+
+describe('KafkaBroker identity and health', () => {
+  it('clientId is what the group coordinator sees', async () => {
+    const broker = new KafkaBroker({ brokers: KAFKA, clientId: 'saver-service', ...fast });
+    await broker.connect();
+    try {
+      const topic = await createTopic(admin, unique('client'), 1);
+      const group = unique('g');
+      await broker.subscribe(topic, () => undefined, { group });
+      const { groups } = await admin.describeGroups([group]);
+      expect(groups[0]!.members.map((m) => m.clientId)).toEqual(['saver-service']);
+    } finally {
+      await broker.disconnect();
+    }
+  });
+
+  it('reports its connection state and stops reporting to removed listeners', async () => {
+    const broker = new KafkaBroker({ brokers: KAFKA, ...fast });
+    const seen: ConnectionState[] = [];
+    const off = broker.onStateChange((s) => seen.push(s));
+    expect(broker.state).toBe('disconnected');
+    await broker.connect();
+    expect(broker.state).toBe('connected');
+    await broker.disconnect();
+    off();
+    await broker.connect();
+    await broker.disconnect();
+    expect(seen).toEqual(['connecting', 'connected', 'disconnected']);
+  });
+});

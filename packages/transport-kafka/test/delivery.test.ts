@@ -1,0 +1,260 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DrainTimeoutError, type Message, SubscribeError } from '@ktransport/broker';
+import { sleep, waitFor } from '@ktransport/broker/testing';
+import { type KafkaBrokerOptions, KafkaBroker } from '@ktransport/transport-kafka';
+import type { Admin } from 'kafkajs';
+import { committedOffsets, connectAdmin, createTopic, ensureKafka, fast, KAFKA, unique, until } from './helpers.js';
+
+interface Body {
+  readonly n: number;
+}
+
+let admin: Admin;
+const open: KafkaBroker[] = [];
+
+async function connected(options: Partial<KafkaBrokerOptions> = {}): Promise<KafkaBroker> {
+  const broker = new KafkaBroker({ brokers: KAFKA, ...fast, ...options, consumer: { ...fast.consumer, ...options.consumer } });
+  open.push(broker);
+  await broker.connect();
+  return broker;
+}
+
+async function publishAll(broker: KafkaBroker, topic: string, from: number, to: number, partition?: number): Promise<void> {
+  for (let n = from; n < to; n++) await broker.publish<Body>(topic, { n }, partition === undefined ? {} : { partition });
+}
+
+beforeAll(async () => {
+  await ensureKafka();
+  admin = await connectAdmin();
+}, 150_000);
+
+afterAll(async () => {
+  await Promise.all(open.map((b) => b.disconnect().catch(() => undefined)));
+  await admin?.disconnect();
+});
+
+describe('KafkaBroker offsets', () => {
+  it('never commits past a failed message before it was retried successfully', async () => {
+    const topic = await createTopic(admin, unique('fail'), 1);
+    const group = unique('g');
+    const broker = await connected();
+    const handled: number[] = [];
+    let attempts = 0;
+    let healed = false;
+    await broker.subscribe<Body>(topic, (m) => {
+      if (m.body.n === 3 && !healed) {
+        attempts++;
+        throw new Error('database unavailable');
+      }
+      handled.push(m.body.n);
+    }, { group });
+    await publishAll(broker, topic, 0, 10);
+    await waitFor(() => attempts >= 5, 15_000, () => `attempts ${attempts}`);
+    for (let sample = 0; sample < 5; sample++) {
+      expect((await committedOffsets(admin, group, topic)).get(0)).toBe(3);
+      expect(handled).toEqual([0, 1, 2]);
+      await sleep(50);
+    }
+    healed = true;
+    await waitFor(() => handled.length === 10, 15_000, () => `handled ${handled}`);
+    expect(handled).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    await until(async () => (await committedOffsets(admin, group, topic)).get(0) === 10, 'offset 10 is committed', 10_000);
+  });
+
+  it('keeps a message whose dead-letter publish failed, and commits past it once it was dead-lettered', async () => {
+    const topic = await createTopic(admin, unique('dlq-src'), 1);
+    const dlq = unique('dlq');
+    const group = unique('g');
+    const broker = await connected({ allowAutoTopicCreation: false, retry: { retries: 1, initialRetryTimeMs: 50 } });
+    const handled: number[] = [];
+    let attempts = 0;
+    await broker.subscribe<Body>(topic, (m) => {
+      if (m.body.n === 3) {
+        attempts++;
+        throw new Error('poison');
+      }
+      handled.push(m.body.n);
+    }, { group, retry: { attempts: 2, initialDelayMs: 5 }, deadLetter: dlq });
+    await publishAll(broker, topic, 0, 6);
+    await waitFor(() => attempts >= 4, 15_000, () => `attempts ${attempts}`);
+    expect((await committedOffsets(admin, group, topic)).get(0)).toBe(3);
+    expect(handled).toEqual([0, 1, 2]);
+    await createTopic(admin, dlq, 1);
+    await waitFor(() => handled.length === 5, 20_000, () => `handled ${handled}`);
+    await until(async () => (await committedOffsets(admin, group, topic)).get(0) === 6, 'offset 6 is committed', 10_000);
+    const dead: Message<Body>[] = [];
+    await broker.subscribe<Body>(dlq, (m) => void dead.push(m), { fromBeginning: true });
+    await waitFor(() => dead.length === 1, 10_000, () => 'dead letter not found');
+    expect(dead[0]!.body).toEqual({ n: 3 });
+    expect(dead[0]!.headers).toMatchObject({ 'x-dead-letter-topic': topic, 'x-dead-letter-error': 'poison', 'x-dead-letter-attempts': '2', 'x-dead-letter-group': group });
+  });
+
+  it('stop under load: in-flight handlers finish, their offsets are committed, a new member continues without loss or repeat', async () => {
+    const topic = await createTopic(admin, unique('stop'), 3);
+    const group = unique('g');
+    const producer = await connected();
+    await Promise.all(Array.from({ length: 300 }, (_, n) => producer.publish<Body>(topic, { n })));
+    const first = await connected();
+    const started = new Set<number>();
+    const finished = new Set<number>();
+    const count = new Map<number, number>();
+    const offsets = new Map<number, number[]>();
+    const handler = async (m: Message<Body>): Promise<void> => {
+      started.add(m.body.n);
+      await sleep(10);
+      finished.add(m.body.n);
+      count.set(m.body.n, (count.get(m.body.n) ?? 0) + 1);
+      offsets.set(m.partition!, [...(offsets.get(m.partition!) ?? []), Number(m.offset)]);
+    };
+    await first.subscribe<Body>(topic, handler, { group, fromBeginning: true, concurrency: 3 });
+    await waitFor(() => finished.size >= 60, 15_000, () => `handled ${finished.size}`);
+    await first.disconnect();
+    expect([...started].filter((n) => !finished.has(n))).toEqual([]);
+    const committed = await committedOffsets(admin, group, topic);
+    for (const [partition, handledOffsets] of offsets) {
+      expect(handledOffsets).toEqual(handledOffsets.map((_, i) => i));
+      expect(committed.get(partition), `partition ${partition}`).toBe(handledOffsets.length);
+    }
+    const second = await connected();
+    await second.subscribe<Body>(topic, handler, { group, concurrency: 3 });
+    await waitFor(() => count.size === 300, 20_000, () => `handled ${count.size}`);
+    expect([...count.values()].every((c) => c === 1)).toBe(true);
+  });
+});
+
+describe('KafkaBroker drain', () => {
+  it('drainTimeoutMs bounds disconnect: a handler still running is aborted and its message stays uncommitted for the next member', async () => {
+    const topic = await createTopic(admin, unique('drain-timeout'), 1);
+    const group = unique('g');
+    const first = await connected({ drainTimeoutMs: 300 });
+    let aborted: boolean | undefined;
+    let entered = false;
+    await first.subscribe<Body>(topic, async (_m, context) => {
+      entered = true;
+      await sleep(2_500);
+      aborted = context.signal.aborted;
+    }, { group });
+    await first.publish<Body>(topic, { n: 1 });
+    await waitFor(() => entered, 10_000, () => 'handler not started');
+    const started = Date.now();
+    const error = await first.disconnect().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DrainTimeoutError);
+    expect((error as DrainTimeoutError).pending).toBe(1);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await waitFor(() => aborted !== undefined, 5_000, () => 'handler never finished');
+    expect(aborted).toBe(true);
+    expect((await committedOffsets(admin, group, topic)).get(0)).toBe(0);
+    const again: number[] = [];
+    await (await connected()).subscribe<Body>(topic, (m) => void again.push(m.body.n), { group });
+    await waitFor(() => again.length === 1, 10_000, () => 'not redelivered');
+  });
+});
+
+describe('KafkaBroker starting offsets', () => {
+  it('a new group commits its starting offsets when it joins: nothing published after subscribe resolved is skipped', async () => {
+    const topic = await createTopic(admin, unique('start'), 3);
+    const group = unique('g');
+    const broker = await connected();
+    const got: number[] = [];
+    const first = await broker.subscribe<Body>(topic, (m) => void got.push(m.body.n), { group });
+    await first.unsubscribe();
+    for (let partition = 0; partition < 3; partition++) await broker.publish<Body>(topic, { n: partition }, { partition });
+    await broker.subscribe<Body>(topic, (m) => void got.push(m.body.n), { group });
+    await waitFor(() => got.length === 3, 10_000, () => `received ${got}`);
+    expect([...got].sort()).toEqual([0, 1, 2]);
+  });
+});
+
+describe('KafkaBroker consumer options', () => {
+  it('redeliveryDelayMs is the pause before a failed message comes again', async () => {
+    const topic = await createTopic(admin, unique('delay'), 1);
+    const broker = await connected({ consumer: { redeliveryDelayMs: 2_000 } });
+    const at: number[] = [];
+    await broker.subscribe<Body>(topic, () => {
+      at.push(Date.now());
+      if (at.length === 1) throw new Error('once');
+    }, { group: unique('g') });
+    await broker.publish<Body>(topic, { n: 1 });
+    await waitFor(() => at.length === 2, 15_000, () => `attempts ${at.length}`);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1_900);
+    expect(at[1]! - at[0]!).toBeLessThan(5_000);
+  });
+
+  it('concurrency is the number of partitions handled at once, each in order', async () => {
+    const topic = await createTopic(admin, unique('concurrency'), 3);
+    const producer = await connected();
+    for (let partition = 0; partition < 3; partition++) await publishAll(producer, topic, partition * 10, partition * 10 + 3, partition);
+    for (const concurrency of [3, 1]) {
+      const broker = await connected();
+      let running = 0;
+      let most = 0;
+      const seen: number[] = [];
+      await broker.subscribe<Body>(topic, async (m) => {
+        most = Math.max(most, ++running);
+        await sleep(150);
+        running--;
+        seen.push(m.body.n);
+      }, { group: unique('g'), fromBeginning: true, concurrency });
+      await waitFor(() => seen.length === 9, 15_000, () => `handled ${seen}`);
+      expect(most, `concurrency ${concurrency}`).toBe(concurrency);
+      for (const partition of [0, 1, 2]) {
+        const mine = seen.filter((n) => Math.floor(n / 10) === partition);
+        expect(mine).toEqual([...mine].sort((a, b) => a - b));
+      }
+      await broker.disconnect();
+    }
+  });
+
+  it('fromBeginning reads what was published before a new group existed; by default a new group starts at the end', async () => {
+    const topic = await createTopic(admin, unique('begin'), 1);
+    const broker = await connected();
+    await publishAll(broker, topic, 0, 3);
+    const fromStart: number[] = [];
+    const fromEnd: number[] = [];
+    await broker.subscribe<Body>(topic, (m) => void fromStart.push(m.body.n), { group: unique('g'), fromBeginning: true });
+    await broker.subscribe<Body>(topic, (m) => void fromEnd.push(m.body.n), { group: unique('g') });
+    await broker.publish<Body>(topic, { n: 3 });
+    await waitFor(() => fromStart.length === 4 && fromEnd.length === 1, 10_000, () => `${fromStart} / ${fromEnd}`);
+    expect(fromStart).toEqual([0, 1, 2, 3]);
+    expect(fromEnd).toEqual([3]);
+  });
+
+  it('sessionTimeoutMs reaches the group coordinator, which refuses one below its minimum', async () => {
+    const topic = await createTopic(admin, unique('session'), 1);
+    const broker = await connected({ consumer: { sessionTimeoutMs: 3_000 } });
+    const error = await broker.subscribe(topic, () => undefined, { group: unique('g') }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SubscribeError);
+    expect(String(error)).toMatch(/session timeout/i);
+  });
+
+  it('heartbeatIntervalMs bounds how late a member notices that another one joins', async () => {
+    const topic = await createTopic(admin, unique('heartbeat'), 2);
+    const group = unique('g');
+    const first = await connected();
+    await first.subscribe(topic, () => undefined, { group });
+    const second = await connected();
+    const started = Date.now();
+    await second.subscribe(topic, () => undefined, { group });
+    // The first member's next heartbeat (every 250 ms here, 3 s by default) tells it to rejoin.
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('rebalanceTimeoutMs: a member stuck in a handler is dropped from a rebalance after it, and its message is not lost', async () => {
+    const topic = await createTopic(admin, unique('rebalance'), 1);
+    const group = unique('g');
+    const options = { consumer: { rebalanceTimeoutMs: 2_000 } };
+    const stuck = await connected(options);
+    const handled: string[] = [];
+    await stuck.subscribe<Body>(topic, async (m) => {
+      await sleep(6_000);
+      handled.push(`stuck:${m.body.n}`);
+    }, { group });
+    await stuck.publish<Body>(topic, { n: 1 });
+    await sleep(500);
+    const other = await connected(options);
+    const started = Date.now();
+    await other.subscribe<Body>(topic, (m) => void handled.push(`other:${m.body.n}`), { group });
+    expect(Date.now() - started).toBeLessThan(4_500);
+    await waitFor(() => handled.includes('other:1'), 10_000, () => `handled ${handled}`);
+  });
+});
