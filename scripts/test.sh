@@ -18,6 +18,8 @@ step "linting"
 pnpm exec eslint .
 step "making sure Mosquitto answers on 127.0.0.1:1883"
 bash scripts/mosquitto.sh ensure
+step "making sure PostgreSQL answers on 127.0.0.1:5432"
+bash scripts/postgres.sh ensure
 step "starting Apache Kafka (KRaft) on 127.0.0.1:9092"
 bash scripts/kafka.sh tools
 bash scripts/kafka.sh start
