@@ -214,6 +214,21 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     }
   }, !f.persistent && 'transport keeps no messages for an absent subscriber');
 
+  add('keeps messages for a group that unsubscribed before anything arrived', async () => {
+    const broker = await open();
+    try {
+      const t = await topic('early-unsubscribe');
+      const group = `g-${runId}-early`;
+      const got = new Set<number>();
+      await (await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group })).unsubscribe();
+      for (let n = 0; n < 20; n++) await broker.publish<Body>(t, { n });
+      await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
+      await waitFor(() => got.size === 20, waitMs, () => `received ${got.size}`);
+    } finally {
+      await broker.disconnect();
+    }
+  }, !f.persistent && 'transport keeps no messages for an absent subscriber');
+
   add('closes cleanly while messages are being delivered', async () => {
     const broker = await open();
     const t = await topic('close');
