@@ -48,6 +48,12 @@ export async function freshDatabase(): Promise<{ url: string; count(table?: stri
   };
 }
 
+/** Children still running when the test process exits (a test that timed out) are killed with it. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export interface Service {
   readonly process: ChildProcess;
   readonly lines: string[];
@@ -58,6 +64,8 @@ export interface Service {
 /** Starts `main.js <role>` with the given KT_* environment and waits for its ready line. */
 export async function startService(role: 'agent' | 'saver', env: Record<string, string>): Promise<Service> {
   const proc = spawn(process.execPath, [`${DIST}main.js`, role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
   const lines: string[] = [];
   let buffer = '';
   const onData = (chunk: string): void => {
@@ -95,6 +103,8 @@ export async function startService(role: 'agent' | 'saver', env: Record<string, 
 export function runDemo(args: string[], timeoutMs = 180_000): Promise<{ code: number | null; summary: string; output: string }> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [`${DIST}demo.js`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(proc);
+    proc.once('exit', () => running.delete(proc));
     let output = '';
     proc.stdout!.setEncoding('utf8').on('data', (c: string) => (output += c));
     proc.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
