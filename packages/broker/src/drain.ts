@@ -13,11 +13,19 @@ export class InFlight {
   /** Counts `work` until it settles; returns it unchanged. */
   track<T>(work: Promise<T>): Promise<T> {
     this.#count++;
-    const done = (): void => {
-      if (--this.#count === 0) for (const wake of this.#waiters.splice(0)) wake();
-    };
+    const done = (): void => this.leave();
     work.then(done, done);
     return work;
+  }
+
+  /** Counts one piece of work until the matching `leave()`: `track` without a promise, for hot paths. */
+  enter(): void {
+    this.#count++;
+  }
+
+  /** Ends one piece of work counted with `enter()`. */
+  leave(): void {
+    if (--this.#count === 0 && this.#waiters.length > 0) for (const wake of this.#waiters.splice(0)) wake();
   }
 
   /** Resolves with 0 once nothing is in flight, or with the count still running when `timeoutMs` passes. */

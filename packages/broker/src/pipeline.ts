@@ -116,11 +116,16 @@ export class MessagePipeline {
     if (options.schema) inner.push(validation(options.schema));
     const run = chain(...this.#consumerOuter, ...inner)(handler as Handler<unknown>);
     const group = options.group;
-    return async (message, signal) => {
+    return (message, signal) => {
       const context: HandlerContext = group === undefined
         ? { attempt: 1, filter, signal, payload: message.body }
         : { attempt: 1, filter, group, signal, payload: message.body };
-      await run(message, context);
+      try {
+        // Not an async function: a handler chain that settles synchronously costs no extra promise.
+        return Promise.resolve(run(message, context));
+      } catch (error) {
+        return Promise.reject(error);
+      }
     };
   }
 

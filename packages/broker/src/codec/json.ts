@@ -1,6 +1,6 @@
 import type { Codec } from './codec.js';
+import { utf8 } from './utf8.js';
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** JSON in UTF-8, the default codec. */
@@ -10,7 +10,7 @@ export const jsonCodec: Codec<unknown> = {
   encode(value) {
     const text = JSON.stringify(value);
     if (text === undefined) throw new TypeError(`cannot encode ${typeof value} as JSON`);
-    return encoder.encode(text);
+    return utf8(text);
   },
   decode(bytes) {
     return JSON.parse(decoder.decode(bytes)) as unknown;

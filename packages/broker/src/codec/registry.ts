@@ -14,6 +14,8 @@ export class CodecRegistry {
   readonly #byName = new Map<string, Codec>();
   readonly #byContentType = new Map<string, Codec>();
   readonly #byMediaType = new Map<string, Codec>();
+  /** Content types as received -> codec, so that a header is parsed once, not per message. */
+  readonly #resolved = new Map<string, Codec>();
 
   constructor(codecs: Iterable<Codec<unknown>> = defaultCodecs()) {
     for (const codec of codecs) this.register(codec);
@@ -27,6 +29,7 @@ export class CodecRegistry {
     this.#byContentType.set(normalize(c.contentType), c);
     const media = mediaType(c.contentType);
     if (!this.#byMediaType.has(media)) this.#byMediaType.set(media, c);
+    this.#resolved.clear();
     return this;
   }
 
@@ -48,8 +51,13 @@ export class CodecRegistry {
    * included, so protobuf message types stay apart), then the bare media type.
    */
   forContentType(contentType: string): Codec {
+    const known = this.#resolved.get(contentType);
+    if (known) return known;
     const codec = this.#byContentType.get(normalize(contentType)) ?? this.#byMediaType.get(mediaType(contentType));
     if (!codec) throw new DecodeError(`no codec registered for content type "${contentType}"`);
+    // Bounded: foreign publishers could send any number of distinct values.
+    if (this.#resolved.size >= 256) this.#resolved.clear();
+    this.#resolved.set(contentType, codec);
     return codec;
   }
 }

@@ -4,6 +4,7 @@ import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } 
 import type { OutgoingMessage } from '../middleware/middleware.js';
 import { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
 import { assertFilter, assertPublishTopic } from '../topic.js';
+import { Fifo } from './fifo.js';
 import { TopicTrie } from './trie.js';
 
 export interface MemoryBrokerOptions extends CommonBrokerOptions {
@@ -13,15 +14,15 @@ export interface MemoryBrokerOptions extends CommonBrokerOptions {
   maxPayloadBytes?: number;
 }
 
-/** One message on its way to a member; `settle` ends its in-flight tracking (handled, dead-lettered or abandoned). */
+/** One message on its way to a member; counted in flight (by its first member) until handled, dead-lettered or abandoned. */
 interface Delivery {
   readonly message: RawMessage;
-  readonly settle: () => void;
+  readonly owner: Member;
 }
 
 /** One subscriber: a queue drained by at most `concurrency` handlers at once. */
 class Member {
-  readonly queue: Delivery[] = [];
+  readonly queue = new Fifo<Delivery>();
   running = 0;
   active = true;
   readonly inFlight = new InFlight();
@@ -107,7 +108,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
     this.#abort.abort(new ConnectionError('memory broker disconnected'));
     for (const member of this.#members) {
       member.active = false;
-      for (const delivery of member.queue.splice(0)) delivery.settle();
+      for (const delivery of member.queue.drain()) this.#settle(delivery);
     }
     this.#members.clear();
     this.#groups.clear();
@@ -167,26 +168,34 @@ export class MemoryBroker implements Broker, ObservableConnection {
     if (message.payload.byteLength > this.#maxPayloadBytes) {
       throw new PublishError(message.topic, `payload of ${message.payload.byteLength} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
     }
-    const raw: RawMessage = {
-      topic: message.topic,
-      body: message.payload,
-      headers: message.headers,
-      timestamp: Date.now(),
-      ...(message.key === undefined ? {} : { key: message.key }),
-      ...(message.headers['message-id'] === undefined ? {} : { id: message.headers['message-id'] }),
-    };
+    // Headers copied: what the publisher's middleware holds is not what a handler gets.
+    const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = { topic: message.topic, body: message.payload, headers: { ...message.headers }, timestamp: Date.now() };
+    if (message.key !== undefined) raw.key = message.key;
+    const id = message.headers['message-id'];
+    if (id !== undefined) raw.id = id;
+    const targets: Member[] = [];
     for (const route of this.#trie.match(message.topic)) {
-      const targets = route.group === undefined ? route.members : [route.pick()];
-      for (const member of targets) if (member) this.#accept(member, { ...raw, headers: { ...raw.headers } });
+      if (route.group === undefined) for (const member of route.members) targets.push(member);
+      else {
+        const member = route.pick();
+        if (member) targets.push(member);
+      }
     }
+    // Each member gets a message of its own; a single one can have the original.
+    if (targets.length === 1) this.#accept(targets[0]!, raw);
+    else for (const member of targets) this.#accept(member, { ...raw, headers: { ...raw.headers } });
   }
 
   /** Tracks a new delivery from acceptance until it is handled, so that drain waits for queued messages too. */
   #accept(member: Member, message: RawMessage): void {
-    let settle!: () => void;
-    const settled = new Promise<void>((resolve) => (settle = resolve));
-    void this.#inFlight.track(member.inFlight.track(settled));
-    this.#enqueue(member, { message, settle });
+    this.#inFlight.enter();
+    member.inFlight.enter();
+    this.#enqueue(member, { message, owner: member });
+  }
+
+  #settle(delivery: Delivery): void {
+    delivery.owner.inFlight.leave();
+    this.#inFlight.leave();
   }
 
   #enqueue(member: Member, delivery: Delivery): void {
@@ -201,7 +210,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
       void member.consumer(delivery.message, this.#abort.signal).then(
         () => {
           member.running--;
-          delivery.settle();
+          this.#settle(delivery);
           this.#pump(member);
         },
         () => {
@@ -218,7 +227,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
     const signal = this.#abort.signal;
     const giveUp = (): void => {
       clearTimeout(timer);
-      delivery.settle();
+      this.#settle(delivery);
     };
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', giveUp);

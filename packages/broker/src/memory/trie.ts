@@ -1,10 +1,28 @@
 interface Node<V> {
   readonly children: Map<string, Node<V>>;
+  /** The `+` and `#` children, kept apart from the named levels: matching looks them up at every level. */
+  one: Node<V> | undefined;
+  rest: Node<V> | undefined;
   readonly values: Set<V>;
 }
 
 function node<V>(): Node<V> {
-  return { children: new Map(), values: new Set() };
+  return { children: new Map(), one: undefined, rest: undefined, values: new Set() };
+}
+
+function child<V>(parent: Node<V>, level: string): Node<V> | undefined {
+  return level === '+' ? parent.one : level === '#' ? parent.rest : parent.children.get(level);
+}
+
+function setChild<V>(parent: Node<V>, level: string, value: Node<V> | undefined): void {
+  if (level === '+') parent.one = value;
+  else if (level === '#') parent.rest = value;
+  else if (value) parent.children.set(level, value);
+  else parent.children.delete(level);
+}
+
+function empty<V>(n: Node<V>): boolean {
+  return n.values.size === 0 && n.children.size === 0 && !n.one && !n.rest;
 }
 
 /**
@@ -18,8 +36,8 @@ export class TopicTrie<V> {
   add(filter: string, value: V): void {
     let current = this.#root;
     for (const level of filter.split('/')) {
-      let next = current.children.get(level);
-      if (!next) current.children.set(level, (next = node()));
+      let next = child(current, level);
+      if (!next) setChild(current, level, (next = node()));
       current = next;
     }
     current.values.add(value);
@@ -31,39 +49,33 @@ export class TopicTrie<V> {
     let current: Node<V> | undefined = this.#root;
     for (const level of filter.split('/')) {
       path.push([current, level]);
-      current = current.children.get(level);
+      current = child(current, level);
       if (!current) return;
     }
     current.values.delete(value);
     for (let i = path.length - 1; i >= 0; i--) {
       const [parent, level] = path[i]!;
-      const child = parent.children.get(level)!;
-      if (child.values.size > 0 || child.children.size > 0) break;
-      parent.children.delete(level);
+      if (!empty(child(parent, level)!)) break;
+      setChild(parent, level, undefined);
     }
   }
 
   /** Every value whose filter matches `topic`. Wildcards at the first level skip `$`-topics, as in MQTT. */
   match(topic: string): V[] {
     const out: V[] = [];
-    const levels = topic.split('/');
-    const system = topic.startsWith('$');
-    const walk = (current: Node<V>, i: number): void => {
-      const wildcardsAllowed = !(system && i === 0);
-      if (wildcardsAllowed) {
-        const rest = current.children.get('#');
-        if (rest) for (const v of rest.values) out.push(v);
-      }
-      if (i === levels.length) {
-        for (const v of current.values) out.push(v);
-        return;
-      }
-      const exact = current.children.get(levels[i]!);
-      if (exact) walk(exact, i + 1);
-      const one = wildcardsAllowed ? current.children.get('+') : undefined;
-      if (one) walk(one, i + 1);
-    };
-    walk(this.#root, 0);
+    TopicTrie.#walk(this.#root, topic.split('/'), 0, topic.startsWith('$'), out);
     return out;
+  }
+
+  static #walk<V>(current: Node<V>, levels: string[], i: number, system: boolean, out: V[]): void {
+    const wildcardsAllowed = !(system && i === 0);
+    if (wildcardsAllowed && current.rest) for (const v of current.rest.values) out.push(v);
+    if (i === levels.length) {
+      for (const v of current.values) out.push(v);
+      return;
+    }
+    const exact = current.children.get(levels[i]!);
+    if (exact) TopicTrie.#walk(exact, levels, i + 1, system, out);
+    if (wildcardsAllowed && current.one) TopicTrie.#walk(current.one, levels, i + 1, system, out);
   }
 }

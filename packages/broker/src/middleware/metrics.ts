@@ -1,5 +1,5 @@
-import type { Attributes, MeterProvider } from '@opentelemetry/api';
-import { metrics } from '@opentelemetry/api';
+import type { Attributes, Meter, MeterProvider } from '@opentelemetry/api';
+import { createNoopMeter, metrics } from '@opentelemetry/api';
 import { errorType } from '../errors.js';
 import type { Middleware, PublishMiddleware } from './middleware.js';
 
@@ -12,6 +12,15 @@ export interface MetricsOptions {
 
 const METER_NAME = '@ktransport/broker';
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+const NOOP_METER: unknown = createNoopMeter().constructor;
+
+/**
+ * The API's no-op meter (no meter provider was registered when the broker was
+ * made): its instruments record nothing, now or later, so measuring is skipped.
+ */
+function isNoop(meter: Meter): boolean {
+  return meter.constructor === NOOP_METER;
+}
 
 /** Producer side: `messaging.client.sent.messages` and `messaging.client.operation.duration` (seconds). */
 export function metricsPublisher(options: MetricsOptions): PublishMiddleware {
@@ -25,6 +34,7 @@ export function metricsPublisher(options: MetricsOptions): PublishMiddleware {
     description: 'Duration of a send operation, until the broker acknowledged it',
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   });
+  if (isNoop(meter)) return (next) => next;
   return (next) => async (message) => {
     const attributes: Attributes = {
       'messaging.system': options.system,
@@ -57,6 +67,7 @@ export function metricsConsumer(options: MetricsOptions): Middleware {
     description: 'Duration of processing one message, retries included',
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   });
+  if (isNoop(meter)) return (next) => next;
   return (next) => async (message, context) => {
     const attributes: Attributes = {
       'messaging.system': options.system,

@@ -1,5 +1,5 @@
 import type { Attributes, TextMapPropagator, TracerProvider } from '@opentelemetry/api';
-import { context as otelContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { isSpanContextValid, context as otelContext, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { HandlerContext } from '../broker.js';
 import { errorType } from '../errors.js';
 import type { Headers, Message } from '../message.js';
@@ -23,13 +23,22 @@ const headerGetter = {
 };
 
 /**
+ * A span that records nothing and carries no trace to continue: what the no-op
+ * tracer of the API returns when no SDK is registered. There is nothing to
+ * record, inject or make active, so the middleware steps aside for it.
+ */
+function inert(span: Span): boolean {
+  return !span.isRecording() && !isSpanContextValid(span.spanContext());
+}
+
+/**
  * Producer side: one `send {topic}` PRODUCER span per publish, its context
  * injected into the outgoing headers so the consumer can continue the trace.
  */
 export function tracingPublisher(options: TracingOptions): PublishMiddleware {
   const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(TRACER_NAME);
   const propagator = options.propagator ?? new W3CTraceContext();
-  return (next) => async (message) => {
+  return (next) => (message) => {
     const attributes: Attributes = {
       'messaging.system': options.system,
       'messaging.destination.name': message.topic,
@@ -39,16 +48,10 @@ export function tracingPublisher(options: TracingOptions): PublishMiddleware {
     };
     if (message.key !== undefined && options.system === 'kafka') attributes['messaging.kafka.message.key'] = message.key;
     const span = tracer.startSpan(`send ${message.topic}`, { kind: SpanKind.PRODUCER, attributes });
+    if (inert(span)) return next(message);
     const active = trace.setSpan(otelContext.active(), span);
     propagator.inject(active, message.headers, headerSetter);
-    try {
-      await otelContext.with(active, () => next(message));
-    } catch (error) {
-      fail(span, error);
-      throw error;
-    } finally {
-      span.end();
-    }
+    return traced(span, () => otelContext.with(active, next, undefined, message));
   };
 }
 
@@ -59,22 +62,30 @@ export function tracingPublisher(options: TracingOptions): PublishMiddleware {
 export function tracingConsumer(options: TracingOptions): Middleware {
   const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(TRACER_NAME);
   const propagator = options.propagator ?? new W3CTraceContext();
-  return (next) => async (message, context) => {
+  return (next) => (message, context) => {
     const parent = propagator.extract(ROOT_CONTEXT, message.headers, headerGetter);
     const span = tracer.startSpan(
       `process ${message.topic}`,
       { kind: SpanKind.CONSUMER, attributes: consumerAttributes(options.system, message, context) },
       parent,
     );
-    try {
-      await otelContext.with(trace.setSpan(parent, span), () => next(message, context));
-    } catch (error) {
-      fail(span, error);
-      throw error;
-    } finally {
-      span.end();
-    }
+    // Still run in the extracted context: the handler must not inherit whatever context delivered the message.
+    if (inert(span)) return otelContext.with(parent, next, undefined, message, context);
+    const active = trace.setSpan(parent, span);
+    return traced(span, () => otelContext.with(active, next, undefined, message, context));
   };
+}
+
+/** Runs `work`, marks the span failed if it throws or rejects, and ends it. */
+async function traced(span: Span, work: () => void | Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    fail(span, error);
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 function consumerAttributes(system: string, message: Message, context: HandlerContext): Attributes {
@@ -96,7 +107,7 @@ function consumerAttributes(system: string, message: Message, context: HandlerCo
   return attributes;
 }
 
-function fail(span: ReturnType<ReturnType<TracerProvider['getTracer']>['startSpan']>, error: unknown): void {
+function fail(span: Span, error: unknown): void {
   span.setAttribute('error.type', errorType(error));
   if (error instanceof Error) span.recordException(error);
   span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
