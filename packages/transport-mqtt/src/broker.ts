@@ -74,7 +74,8 @@ export class MqttBroker implements Broker, ObservableConnection {
       get open() {
         return open();
       },
-      track: (work) => void this.#inFlight.track(work),
+      enter: () => this.#inFlight.enter(),
+      leave: () => this.#inFlight.leave(),
       later: (again, abandon) => this.#later(again, abandon),
     };
   }
@@ -238,14 +239,18 @@ export class MqttBroker implements Broker, ObservableConnection {
     if (this.#phase !== 'open' && this.#phase !== 'connecting') return incoming.finish(false);
     const message = this.#rawMessage(incoming);
     const routes = this.#routes.resolve(incoming.topic, incoming.packet.properties?.subscriptionIdentifier);
-    let delivered = false;
+    let only: Member | undefined;
+    let more: Member[] | undefined;
     for (const route of routes) {
       for (const member of route.targets(message.key)) {
-        member.accept({ ...message, headers: { ...message.headers } }, incoming);
-        delivered = true;
+        if (only === undefined) only = member;
+        else (more ??= [only]).push(member);
       }
     }
-    if (delivered) return;
+    // Every member gets a message of its own; a single one can have the one just made.
+    if (more) for (const member of more) member.accept({ ...message, headers: { ...message.headers } }, incoming);
+    else if (only) only.accept(message, incoming);
+    if (only) return;
     // A resumed session delivers before subscribe() is called again: keep it for that subscription.
     if (!this.#options.clean) this.#parked.push({ incoming, message });
     else incoming.finish(true);
@@ -266,16 +271,12 @@ export class MqttBroker implements Broker, ObservableConnection {
     const packet = incoming.packet;
     const headers = fromPacket(packet);
     const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const message: { -readonly [K in keyof RawMessage]: RawMessage[K] } = { topic: incoming.topic, body, headers, raw: packet };
     const key = headers[KEY_HEADER];
+    if (key !== undefined) message.key = key;
     const id = headers[HEADER.messageId];
-    return {
-      topic: incoming.topic,
-      body,
-      headers,
-      raw: packet,
-      ...(key === undefined ? {} : { key }),
-      ...(id === undefined ? {} : { id }),
-    };
+    if (id !== undefined) message.id = id;
+    return message;
   }
 
   #later(again: () => void, abandon: () => void): void {

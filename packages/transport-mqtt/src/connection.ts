@@ -5,6 +5,7 @@ import { connect } from 'mqtt';
 import { DEFERRED } from './acks.js';
 import { connectFailure } from './errors.js';
 import type { ResolvedOptions } from './options.js';
+import { installPacketWriter } from './wire.js';
 
 /**
  * The mqtt.js client of a broker and its observable state. The first attempt of
@@ -37,6 +38,7 @@ export class Connection {
   async open(clientOptions: IClientOptions, setup: (client: MqttClient) => void): Promise<MqttClient> {
     this.#set('connecting');
     const client = connect(this.options.url, { ...clientOptions, manualConnect: true });
+    installPacketWriter(client);
     // Errors after the first connection (refused reconnects, dropped sockets) show as state changes.
     client.on('error', () => undefined);
     try {

@@ -16,7 +16,8 @@ export function toProperties(headers: Headers): PublishProperties {
   const properties: PublishProperties = {};
   const user: Record<string, string> = {};
   let count = 0;
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name]!;
     if (name === HEADER.contentType) properties.contentType = value;
     else {
       user[name] = value;
@@ -35,7 +36,9 @@ export function fromPacket(packet: IPublishPacket): Headers {
   const headers: Headers = {};
   const properties = packet.properties;
   if (!properties) return headers;
-  for (const [name, value] of Object.entries(properties.userProperties ?? {})) {
+  const user = properties.userProperties;
+  for (const name in user) {
+    const value = user[name]!;
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   if (properties.contentType !== undefined) headers[HEADER.contentType] = properties.contentType;

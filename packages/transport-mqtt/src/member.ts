@@ -10,8 +10,9 @@ export interface MemberHost {
   readonly signal: AbortSignal;
   /** False once the broker stopped starting handlers (drained or closed). */
   readonly open: boolean;
-  /** Counts work in flight for the broker's drain. */
-  track(work: Promise<void>): void;
+  /** Counts a delivery in flight for the broker's drain, until the matching `leave()`. */
+  enter(): void;
+  leave(): void;
   /** Runs `again` after the redelivery delay, or `abandon` if the broker starts closing first. */
   later(again: () => void, abandon: () => void): void;
 }
@@ -19,8 +20,8 @@ export interface MemberHost {
 interface Delivery {
   readonly message: RawMessage;
   readonly key: string | undefined;
-  /** Ends the delivery: `handled` true acknowledges (with the other deliveries of its packet). */
-  readonly settle: (handled: boolean) => void;
+  /** Acknowledged once all its deliveries settled as handled. */
+  readonly incoming: Incoming;
 }
 
 /**
@@ -47,15 +48,17 @@ export class Member {
   /** Takes a message for this member; it is tracked until handled or abandoned. */
   accept(message: RawMessage, incoming: Incoming): void {
     incoming.hold();
-    let done!: () => void;
-    const settled = new Promise<void>((resolve) => (done = resolve));
-    this.host.track(this.inFlight.track(settled));
-    const settle = (handled: boolean): void => {
-      incoming.release(handled);
-      done();
-    };
-    this.#queue.push({ message, key: message.key, settle });
+    this.host.enter();
+    this.inFlight.enter();
+    this.#queue.push({ message, key: message.key, incoming });
     this.pump();
+  }
+
+  /** Ends a delivery: `handled` true acknowledges (with the other deliveries of its packet). */
+  #settle(delivery: Delivery, handled: boolean): void {
+    delivery.incoming.release(handled);
+    this.inFlight.leave();
+    this.host.leave();
   }
 
   /** Starts queued deliveries while slots are free; keys already running wait their turn. */
@@ -66,14 +69,15 @@ export class Member {
         i++;
         continue;
       }
-      this.#queue.splice(i, 1);
+      if (i === 0) this.#queue.shift();
+      else this.#queue.splice(i, 1);
       this.#start(delivery);
     }
   }
 
   /** Gives up every queued delivery, unacknowledged (shutdown). */
   abandon(): void {
-    for (const delivery of this.#queue.splice(0)) delivery.settle(false);
+    for (const delivery of this.#queue.splice(0)) this.#settle(delivery, false);
   }
 
   #start(delivery: Delivery): void {
@@ -83,7 +87,7 @@ export class Member {
       () => {
         this.#running--;
         this.#release(delivery);
-        delivery.settle(true);
+        this.#settle(delivery, true);
         this.pump();
       },
       () => {
@@ -97,7 +101,7 @@ export class Member {
           },
           () => {
             this.#release(delivery);
-            delivery.settle(false);
+            this.#settle(delivery, false);
           },
         );
         this.pump();

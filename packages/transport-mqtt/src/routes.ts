@@ -10,6 +10,8 @@ import type { QoS } from './options.js';
  */
 export class Route {
   readonly members: Member[] = [];
+  /** This route alone, as `RouteTable.resolve` returns it (no array per message). */
+  readonly alone: readonly Route[] = [this];
   qos: QoS;
   /** Settles when the broker answered the latest SUBSCRIBE for this route. */
   ready: Promise<void> = Promise.resolve();
@@ -28,8 +30,9 @@ export class Route {
   }
 
   /** Members that get a message with this key. */
-  targets(key: string | undefined): Member[] {
-    const active = this.members.filter((m) => m.active);
+  targets(key: string | undefined): readonly Member[] {
+    if (this.group === undefined && this.members.every(isActive)) return this.members;
+    const active = this.members.filter(isActive);
     if (this.group === undefined || active.length <= 1) return active;
     const index = key === undefined ? this.#next++ : hash(key);
     return [active[index % active.length]!];
@@ -40,6 +43,8 @@ export class Route {
     return this.members.reduce<QoS>((max, m) => (m.qos > max ? m.qos : max), 0);
   }
 }
+
+const isActive = (member: Member): boolean => member.active;
 
 function hash(key: string): number {
   let h = 0;
@@ -82,7 +87,11 @@ export class RouteTable {
   }
 
   /** The routes a received message belongs to. */
-  resolve(topic: string, ids: number | number[] | undefined): Route[] {
+  resolve(topic: string, ids: number | number[] | undefined): readonly Route[] {
+    if (typeof ids === 'number' && this.shared) {
+      const route = this.#byId.get(ids);
+      if (route) return route.alone;
+    }
     if (ids !== undefined) {
       const known = (Array.isArray(ids) ? ids : [ids]).map((id) => this.#byId.get(id)).filter((r): r is Route => r !== undefined);
       // Unknown identifiers come from a previous process's session: match the topic instead.

@@ -32,7 +32,23 @@ export class Sender {
     this.#connected = connected;
   }
 
-  async send(message: OutgoingMessage<SendOptions>): Promise<void> {
+  send(message: OutgoingMessage<SendOptions>): Promise<void> {
+    let prepared: { client: MqttClient; qos: number; publishOptions: IClientPublishOptions };
+    try {
+      prepared = this.#prepare(message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { client, qos, publishOptions } = prepared;
+    const { topic, payload } = message;
+    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    // A free slot is taken at once; waiting for one costs a promise only when the window is full.
+    if (qos === 0 || this.#tryAcquire(client)) return this.#write(client, topic, bytes, publishOptions, qos > 0);
+    return new Promise<void>((go, fail) => this.#waiting.push({ go, fail })).then(() => this.#write(client, topic, bytes, publishOptions, true));
+  }
+
+  /** Checks what can be checked before anything is sent; throws typed errors. */
+  #prepare(message: OutgoingMessage<SendOptions>): { client: MqttClient; qos: number; publishOptions: IClientPublishOptions } {
     const { topic, payload, headers, options } = message;
     const client = this.#client();
     if (!client) throw new ConnectionError(`cannot publish to ${topic}: mqtt broker is not connected`);
@@ -56,28 +72,20 @@ export class Sender {
     if (limit !== undefined && packetSize(remaining) > limit) {
       throw new PayloadTooLargeError(topic, "packet (the broker's Maximum Packet Size)", packetSize(remaining), limit);
     }
-    const publishOptions: IClientPublishOptions = { qos, retain: options.retain ?? false };
+    const publishOptions: IClientPublishOptions = { qos: qos as 0 | 1 | 2, retain: options.retain ?? false };
     if (properties) publishOptions.properties = properties;
-    const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    if (qos > 0) await this.#acquire(client);
-    try {
-      await this.#write(client, topic, bytes, publishOptions);
-    } finally {
-      if (qos > 0) this.#release();
-    }
+    return { client, qos, publishOptions };
   }
 
   /**
    * Flow control: at most the broker's Receive Maximum (MQTT 5 CONNACK) QoS 1/2
    * publishes unacknowledged at once; more would be refused with "quota exceeded".
    */
-  #acquire(client: MqttClient): Promise<void> {
+  #tryAcquire(client: MqttClient): boolean {
     const limit = this.#options.protocolVersion === 5 ? (client.serverProperties?.receiveMaximum ?? 65_535) : Infinity;
-    if (this.#inflight < limit) {
-      this.#inflight++;
-      return Promise.resolve();
-    }
-    return new Promise((go, fail) => this.#waiting.push({ go, fail }));
+    if (this.#inflight >= limit || this.#waiting.length > 0) return false;
+    this.#inflight++;
+    return true;
   }
 
   /** Hands the slot to the next waiting publish, or frees it. */
@@ -87,18 +95,25 @@ export class Sender {
     else this.#inflight--;
   }
 
-  #write(client: MqttClient, topic: string, bytes: Buffer, publishOptions: IClientPublishOptions): Promise<void> {
+  /** Publishes; settles on the acknowledgement (or once written, QoS 0). `counted` publishes give their slot back when they settle. */
+  #write(client: MqttClient, topic: string, bytes: Buffer, publishOptions: IClientPublishOptions, counted: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const fail = (error: Error): void => {
         this.#pending.delete(fail);
+        if (counted) this.#release();
         reject(error);
       };
       this.#pending.add(fail);
-      client.publish(topic, bytes, publishOptions, (error) => {
-        if (!this.#pending.delete(fail)) return;
-        if (error) reject(publishFailure(topic, error));
-        else resolve();
-      });
+      try {
+        client.publish(topic, bytes, publishOptions, (error) => {
+          if (!this.#pending.delete(fail)) return;
+          if (counted) this.#release();
+          if (error) reject(publishFailure(topic, error));
+          else resolve();
+        });
+      } catch (error) {
+        if (this.#pending.has(fail)) fail(publishFailure(topic, error));
+      }
     });
   }
 
