@@ -34,7 +34,16 @@ export interface GroupSubscriberOptions {
   readonly onHealth: (healthy: boolean) => void;
 }
 
-type Outcome = 'ok' | 'failed' | 'abandoned';
+/** What became of a message's handling: done, or an error that means delivering it again. */
+type Outcome = 'ok' | { readonly error: unknown };
+
+const ok = (): Outcome => 'ok';
+const failed = (error: unknown): Outcome => ({ error });
+
+/** The offset after `offset` (offsets are decimal strings; exact past 2^53 too). */
+function nextOffset(offset: string): string {
+  return offset.length < 16 ? String(Number(offset) + 1) : (BigInt(offset) + 1n).toString();
+}
 
 /**
  * One subscription: one kafkajs consumer in its own consumer group, reading one
@@ -62,6 +71,8 @@ export class GroupSubscriber {
   readonly #abandoned = new Promise<'abandoned'>((resolve) => (this.#abandon = () => resolve('abandoned')));
   #stopping: Promise<number> | undefined;
   #ready = settleable();
+  /** When kafkajs last sent a heartbeat (it sends one only once `heartbeatIntervalMs` passed since). */
+  #lastHeartbeat = 0;
 
   constructor(options: GroupSubscriberOptions) {
     this.#o = options;
@@ -119,6 +130,7 @@ export class GroupSubscriber {
     this.#consumer = consumer;
     this.#holds.clear();
     consumer.on(consumer.events.GROUP_JOIN, (event) => this.#joined(consumer, event.payload.memberAssignment));
+    consumer.on(consumer.events.HEARTBEAT, () => (this.#lastHeartbeat = Date.now()));
     consumer.on(consumer.events.CRASH, (event) => this.#crashed(consumer, event.payload.error, event.payload.restart));
     try {
       await consumer.connect();
@@ -245,69 +257,60 @@ export class GroupSubscriber {
 
   async #eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary } = payload;
-    const { topic } = this.#o;
+    const { topic, logicalTopic, consume, options } = this.#o;
     const partition = batch.partition;
     const generation = this.#generation;
-    let next: string | undefined;
+    const heartbeatIntervalMs = options.consumer.heartbeatIntervalMs;
+    /** Offset of the last handled message not committed yet. */
+    let handled: string | undefined;
     let lastCommit = Date.now();
     const commit = async (): Promise<void> => {
-      if (next === undefined) return;
-      const offset = next;
-      next = undefined;
+      if (handled === undefined) return;
+      const last = handled;
+      handled = undefined;
       lastCommit = Date.now();
+      const offset = nextOffset(last);
       try {
         await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset }] }] });
         this.#committed.add(partition);
       } catch (error) {
         if (isRebalance(error)) this.#rebalance ??= error;
         else this.#log('warn', `commit of ${topic}[${partition}]@${offset} failed: ${describe(error)}; it will be retried`);
-        next ??= offset;
+        handled ??= last;
       }
     };
     const beat = (): Promise<void> =>
       heartbeat().catch((error: unknown) => {
         if (isRebalance(error)) this.#rebalance ??= error;
       });
-
-    for (const message of batch.messages) {
-      if (!isRunning() || isStale() || this.#stopping || this.#rebalance !== undefined || generation !== this.#generation || this.#holds.has(partition)) break;
-      const outcome = await this.#handle(partition, message, beat);
-      if (outcome === 'abandoned') break;
-      if (outcome === 'failed') {
-        await commit();
-        this.#redeliver(consumer, partition, message.offset);
-        break;
-      }
-      resolveOffset(message.offset);
-      next = (BigInt(message.offset) + 1n).toString();
-      if (Date.now() - lastCommit >= COMMIT_INTERVAL_MS) await commit();
-      await beat();
-    }
-    await commit();
-    if (next !== undefined) await commit();
-    // Rethrowing the rebalance error makes kafkajs rejoin the group.
-    if (this.#rebalance !== undefined && !this.#stopping && generation === this.#generation) throw this.#rebalance;
-  }
-
-  /** Runs one message through the pipeline, heartbeating while the handler works. */
-  async #handle(partition: number, message: KafkaMessage, beat: () => Promise<void>): Promise<Outcome> {
-    const raw = toRawMessage(this.#o.logicalTopic, partition, message);
-    const work = this.#inFlight.track(this.#o.consume(raw, this.#abort.signal));
-    const timer = setInterval(() => void beat(), this.#o.options.consumer.heartbeatIntervalMs);
+    // One timer for the whole batch keeps the member alive while a handler works.
+    const timer = setInterval(() => void beat(), heartbeatIntervalMs);
     try {
-      return await Promise.race([
-        work.then(
-          () => 'ok' as const,
-          (error: unknown) => {
-            this.#log('warn', `message ${this.#o.topic}[${partition}]@${message.offset} failed and will be delivered again: ${describe(error)}`);
-            return 'failed' as const;
-          },
-        ),
-        this.#abandoned,
-      ]);
+      for (const message of batch.messages) {
+        if (!isRunning() || isStale() || this.#stopping || this.#rebalance !== undefined || generation !== this.#generation || this.#holds.has(partition)) break;
+        const work = this.#inFlight.track(consume(toRawMessage(logicalTopic, partition, message), this.#abort.signal));
+        const outcome = await Promise.race([work.then(ok, failed), this.#abandoned]);
+        if (outcome === 'abandoned') break;
+        if (outcome !== 'ok') {
+          this.#log('warn', `message ${topic}[${partition}]@${message.offset} failed and will be delivered again: ${describe(outcome.error)}`);
+          await commit();
+          this.#redeliver(consumer, partition, message.offset);
+          break;
+        }
+        resolveOffset(message.offset);
+        handled = message.offset;
+        const now = Date.now();
+        if (now - lastCommit >= COMMIT_INTERVAL_MS) await commit();
+        // kafkajs sends a heartbeat once its interval passed since the last one: ask only then.
+        if (now >= this.#lastHeartbeat + heartbeatIntervalMs) await beat();
+      }
     } finally {
       clearInterval(timer);
     }
+    await commit();
+    if (handled !== undefined) await commit();
+    // Rethrowing the rebalance error makes kafkajs rejoin the group.
+    if (this.#rebalance !== undefined && !this.#stopping && generation === this.#generation) throw this.#rebalance;
   }
 
   /** Seeks back to the failed message and pauses its partition for `redeliveryDelayMs`. */
@@ -363,19 +366,19 @@ export class GroupSubscriber {
 function toRawMessage(topic: string, partition: number, message: KafkaMessage): RawMessage {
   const headers = fromKafkaHeaders(message.headers);
   const value = message.value;
-  const body = value ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : new Uint8Array(0);
-  const id = headers['message-id'];
-  return {
+  const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = {
     topic,
-    body,
+    body: value ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : new Uint8Array(0),
     headers,
     partition,
     offset: message.offset,
     timestamp: Number(message.timestamp),
     raw: message,
-    ...(message.key === null || message.key === undefined ? {} : { key: message.key.toString('utf8') }),
-    ...(id === undefined ? {} : { id }),
   };
+  if (message.key !== null && message.key !== undefined) raw.key = message.key.toString('utf8');
+  const id = headers['message-id'];
+  if (id !== undefined) raw.id = id;
+  return raw;
 }
 
 interface Settleable {

@@ -4,7 +4,7 @@ import type { IHeaders } from 'kafkajs';
 /** Message headers as Kafka record headers (UTF-8 string values). */
 export function toKafkaHeaders(headers: Headers): IHeaders {
   const out: IHeaders = {};
-  for (const [name, value] of Object.entries(headers)) out[name] = value;
+  for (const name in headers) out[name] = headers[name];
   return out;
 }
 
@@ -15,10 +15,11 @@ export function toKafkaHeaders(headers: Headers): IHeaders {
 export function fromKafkaHeaders(headers: IHeaders | undefined): Headers {
   const out: Headers = {};
   if (!headers) return out;
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     const last = Array.isArray(value) ? value[value.length - 1] : value;
     if (last === undefined || last === null) continue;
-    out[name] = typeof last === 'string' ? last : Buffer.from(last).toString('utf8');
+    out[name] = typeof last === 'string' ? last : Buffer.isBuffer(last) ? last.toString('utf8') : Buffer.from(last).toString('utf8');
   }
   return out;
 }
@@ -27,6 +28,7 @@ export function fromKafkaHeaders(headers: IHeaders | undefined): Headers {
 export function recordSize(value: Uint8Array, key: string | undefined, headers: Headers): number {
   let size = value.byteLength + 24;
   if (key !== undefined) size += Buffer.byteLength(key);
-  for (const [name, v] of Object.entries(headers)) size += Buffer.byteLength(name) + Buffer.byteLength(v) + 4;
+  for (const name in headers) size += Buffer.byteLength(name) + Buffer.byteLength(headers[name]!) + 4;
   return size;
 }
+

@@ -16,7 +16,11 @@ interface Pending {
 
 interface TopicQueue {
   pending: Pending[];
+  /** Sum of the sizes of `pending`. */
+  bytes: number;
   inFlight: boolean;
+  /** A flush is scheduled (setImmediate without linger, else a timer). */
+  scheduled: boolean;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -24,6 +28,9 @@ interface TopicQueue {
  * The producer side of a KafkaBroker. Publishes to one topic accumulate while a
  * request to that topic is in flight (and for `lingerMs`), then go out as one
  * request; each publish resolves only when the brokers acknowledged its batch.
+ * Without linger an idle topic sends at the end of the current turn of the event
+ * loop (publishes issued together share the request), and a topic whose request
+ * returned sends what accumulated at once: no timer sits on the hot path.
  * After a failed request the idempotent producer is replaced, so that a
  * sequence number the brokers may already have seen is never reused.
  */
@@ -58,11 +65,13 @@ export class BatchingProducer {
   /** Queues one record; resolves once the brokers acknowledged it (or at once with acks 0). */
   send(topic: string, record: KafkaRecord, size: number): Promise<void> {
     if (!this.#open) return Promise.reject(new ConnectionError(`cannot publish to ${topic}: the Kafka producer is closed`));
+    let queue = this.#queues.get(topic);
+    if (!queue) this.#queues.set(topic, (queue = { pending: [], bytes: 0, inFlight: false, scheduled: false, timer: undefined }));
+    const target = queue;
     return new Promise<void>((resolve, reject) => {
-      let queue = this.#queues.get(topic);
-      if (!queue) this.#queues.set(topic, (queue = { pending: [], inFlight: false, timer: undefined }));
-      queue.pending.push({ record, size, queuedAt: Date.now(), resolve, reject });
-      this.#schedule(topic, queue);
+      target.pending.push({ record, size, queuedAt: this.#options.producer.lingerMs > 0 ? Date.now() : 0, resolve, reject });
+      target.bytes += size;
+      this.#schedule(topic, target);
     });
   }
 
@@ -85,47 +94,64 @@ export class BatchingProducer {
   }
 
   #schedule(topic: string, queue: TopicQueue): void {
-    if (queue.inFlight || queue.pending.length === 0) return;
+    if (queue.inFlight || queue.scheduled || queue.pending.length === 0) return;
     if (this.#full(queue)) {
       this.#flush(topic, queue);
       return;
     }
-    const wait = Math.max(0, queue.pending[0]!.queuedAt + this.#options.producer.lingerMs - Date.now());
-    queue.timer ??= setTimeout(() => this.#flush(topic, queue), wait);
+    const { lingerMs } = this.#options.producer;
+    queue.scheduled = true;
+    if (lingerMs === 0) {
+      setImmediate(() => this.#flush(topic, queue));
+      return;
+    }
+    const wait = Math.max(0, queue.pending[0]!.queuedAt + lingerMs - Date.now());
+    queue.timer = setTimeout(() => this.#flush(topic, queue), wait);
   }
 
   #full(queue: TopicQueue): boolean {
     const { maxBatchMessages, maxBatchBytes } = this.#options.producer;
-    if (queue.pending.length >= maxBatchMessages) return true;
-    let bytes = 0;
-    for (const p of queue.pending) if ((bytes += p.size) >= maxBatchBytes) return true;
-    return false;
+    return queue.pending.length >= maxBatchMessages || queue.bytes >= maxBatchBytes;
   }
 
   #flush(topic: string, queue: TopicQueue): void {
-    clearTimeout(queue.timer);
+    if (queue.timer !== undefined) clearTimeout(queue.timer);
     queue.timer = undefined;
+    queue.scheduled = false;
     if (queue.inFlight || queue.pending.length === 0) return;
     const batch = this.#take(queue);
     queue.inFlight = true;
     void this.#sending.track(this.#sendBatch(topic, batch)).finally(() => {
       queue.inFlight = false;
-      if (queue.pending.length > 0) this.#schedule(topic, queue);
-      else if (queue.timer === undefined) this.#queues.delete(topic);
+      if (queue.pending.length === 0) {
+        if (!queue.scheduled) this.#queues.delete(topic);
+      } else if (this.#options.producer.lingerMs === 0 || this.#full(queue)) {
+        // What accumulated during the request waited long enough: send it now.
+        this.#flush(topic, queue);
+      } else {
+        this.#schedule(topic, queue);
+      }
     });
   }
 
   /** The oldest records, within the message and byte limits (at least one). */
   #take(queue: TopicQueue): Pending[] {
     const { maxBatchMessages, maxBatchBytes } = this.#options.producer;
+    const { pending } = queue;
+    if (pending.length <= maxBatchMessages && queue.bytes <= maxBatchBytes) {
+      queue.pending = [];
+      queue.bytes = 0;
+      return pending;
+    }
     let count = 0;
     let bytes = 0;
-    for (const p of queue.pending) {
+    for (const p of pending) {
       if (count > 0 && (count >= maxBatchMessages || bytes + p.size > maxBatchBytes)) break;
       count++;
       bytes += p.size;
     }
-    return queue.pending.splice(0, count);
+    queue.bytes -= bytes;
+    return pending.splice(0, count);
   }
 
   async #sendBatch(topic: string, batch: Pending[]): Promise<void> {
@@ -136,18 +162,20 @@ export class BatchingProducer {
       used = this.#ready();
       producer = await used;
       this.#users.set(producer, (this.#users.get(producer) ?? 0) + 1);
+      const messages = new Array<KafkaRecord>(batch.length);
+      for (let i = 0; i < batch.length; i++) messages[i] = batch[i]!.record;
       const result = await producer.send({
         topic,
-        messages: batch.map((p) => p.record),
+        messages,
         acks,
         compression: compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
       });
       this.#onHealth(true);
       // kafkajs silently skips records for a partition the topic does not have.
-      const acked = new Set(result.map((r) => r.partition));
+      let acked: Set<number> | undefined;
       for (const p of batch) {
         const partition = p.record.partition;
-        if (acks !== 0 && partition !== undefined && !acked.has(partition)) {
+        if (acks !== 0 && partition !== undefined && !(acked ??= new Set(result.map((r) => r.partition))).has(partition)) {
           p.reject(new PublishError(topic, `publish to ${topic} failed: partition ${partition} does not exist`, { retriable: false }));
         } else {
           p.resolve();
