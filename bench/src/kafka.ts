@@ -1,0 +1,122 @@
+import 'reflect-metadata';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Message } from '@ktransport/broker';
+import { Subscribe } from '@ktransport/broker';
+import { KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-kafka';
+import kafkajs from 'kafkajs';
+import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, PARTITIONS } from './kafka-util.js';
+import { type Body, bodyFactory, log, measure, Receiver, round, rssMb, throughput, WARMUP_BASE, withCpu, type WorkerConfig, type WorkerResult } from './common.js';
+
+const { Kafka, logLevel, Partitioners } = kafkajs;
+
+/** Kafka end to end through one KafkaBroker (publish) run by a KafkaServer (@Subscribe). */
+export async function ktransport(config: WorkerConfig): Promise<WorkerResult> {
+  await createTopic(config.kafkaBrokers, config.topic);
+  const receiver = new Receiver();
+  const subscribeOptions: KafkaSubscribeOptions = { concurrency: PARTITIONS, fromBeginning: true };
+  class Sink {
+    @Subscribe(config.topic, subscribeOptions)
+    onMessage(message: Message<Body>): void {
+      receiver.record(message.body);
+    }
+  }
+  const server = new KafkaServer({ broker: { brokers: config.kafkaBrokers, clientId: `bench-kt-${process.pid}` } });
+  server.register(new Sink());
+  await server.start();
+  const broker = server.broker;
+  const body = bodyFactory(config.bytes);
+  try {
+    return await measure(config, receiver, (seq, done) => {
+      broker.publish(config.topic, body(seq)).then(() => done(), done);
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+/** kafkajs alone: the same idempotent producer, acks -1, batches of the same size, one request in flight; eachMessage consumer. */
+export async function raw(config: WorkerConfig): Promise<WorkerResult> {
+  await createTopic(config.kafkaBrokers, config.topic);
+  const kafka = new Kafka({ brokers: [config.kafkaBrokers], clientId: `bench-raw-${process.pid}`, logLevel: logLevel.NOTHING });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+  const consumer = kafka.consumer({ groupId: `bench-raw-${config.topic}`, maxWaitTimeInMs: FETCH_WAIT_MS });
+  const receiver = new Receiver();
+  await producer.connect();
+  await consumer.connect();
+  await consumer.subscribe({ topic: config.topic, fromBeginning: true });
+  const ready = joined(consumer);
+  await consumer.run({
+    partitionsConsumedConcurrently: PARTITIONS,
+    eachMessage: async ({ message }) => receiver.record(JSON.parse(message.value!.toString()) as Body),
+  });
+  await ready;
+  const body = bodyFactory(config.bytes);
+  const batches = async (first: number, count: number): Promise<void> => {
+    for (let start = 0; start < count; start += BATCH_MESSAGES) {
+      const messages = [];
+      for (let i = start; i < Math.min(count, start + BATCH_MESSAGES); i++) messages.push({ value: Buffer.from(JSON.stringify(body(first + i))) });
+      await producer.send({ topic: config.topic, acks: -1, messages });
+    }
+  };
+  try {
+    let warmDone = false;
+    await Promise.all([batches(WARMUP_BASE, config.warmup).then(() => (warmDone = true)), receiver.waitFor('warm', config.warmup, config.idleMs, () => warmDone)]);
+    let done = false;
+    const cpu = process.cpuUsage();
+    receiver.start = performance.now();
+    await Promise.all([batches(0, config.n).then(() => (done = true)), receiver.waitFor('measured', config.n, config.idleMs, () => done)]);
+    return withCpu(throughput(receiver, config.n), cpu);
+  } finally {
+    await consumer.disconnect();
+    await producer.disconnect();
+  }
+}
+
+/** kcat (librdkafka) producing and consuming the same messages: the native-client reference. */
+export async function kcat(config: WorkerConfig): Promise<WorkerResult> {
+  await createTopic(config.kafkaBrokers, config.topic);
+  const dir = mkdtempSync(join(tmpdir(), 'ktransport-bench-'));
+  const file = join(dir, 'messages.jsonl');
+  const body = bodyFactory(config.bytes);
+  const lines: string[] = [];
+  for (let i = 0; i < config.n; i++) lines.push(JSON.stringify(body(i)));
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  try {
+    const consumer = spawn('kcat', ['-C', '-b', config.kafkaBrokers, '-t', config.topic, '-o', 'beginning', '-c', String(config.n), '-q', '-u', '-f', '%o\n'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let count = 0;
+    let last = 0;
+    consumer.stdout.on('data', (chunk: Buffer) => {
+      for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) count++;
+      last = performance.now();
+    });
+    const consumed = new Promise<void>((resolve, reject) => {
+      consumer.on('error', reject);
+      consumer.on('close', (code) => (code === 0 || count >= config.n ? resolve() : reject(new Error(`kcat consumer exited with ${code}`))));
+    });
+    // Let the consumer fetch metadata and start polling first, as the other implementations' consumers do.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const input = openSync(file, 'r');
+    const start = performance.now();
+    const producer = spawn('kcat', ['-P', '-b', config.kafkaBrokers, '-t', config.topic, '-X', 'acks=all', '-X', 'enable.idempotence=true'], {
+      stdio: [input, 'ignore', 'inherit'],
+    });
+    closeSync(input);
+    const produced = new Promise<void>((resolve, reject) => {
+      producer.on('error', reject);
+      producer.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`kcat producer exited with ${code}`))));
+    });
+    const timeout = setTimeout(() => consumer.kill('SIGTERM'), 120_000);
+    await Promise.all([produced, consumed]);
+    clearTimeout(timeout);
+    const elapsed = last - start;
+    log(`kcat: ${count} messages consumed`);
+    return { n: count, sent: config.n, elapsed_ms: round(elapsed, 1), msgs_per_s: Math.round((count / elapsed) * 1000), rss_mb: rssMb(), note: 'rss is the orchestrating node process, not kcat' };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
