@@ -32,6 +32,12 @@ async function post(client: ReportClient, ids: string[], concurrency = 16): Prom
 }
 
 describe('saver-service end to end', () => {
+  it('runs on embedded defaults (aedes, PGlite) with nothing else needed', async () => {
+    const result = await runDemo(['--count', '200']);
+    expect(result.code, result.output).toBe(0);
+    expect(result.summary).toMatch(/^demo: posted=200 stored=200 duplicates=\d+ lost=0 transport=mqtt\(embedded\) db=pglite\(embedded\)$/);
+  });
+
   it('stores every report posted over gRPC exactly once, over Mosquitto and PostgreSQL', async () => {
     const before = await db.count();
     const result = await runDemo(['--count', '400', '--broker', MQTT, '--database', db.url]);
