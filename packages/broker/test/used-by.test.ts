@@ -39,7 +39,8 @@ class ReportService {
 class DeadLetters {
   readonly messages: Message[] = [];
 
-  @Subscribe('reports/dead', { codec: 'bytes' })
+  // A transport option (MQTT qos) rides along; the memory broker ignores what it does not know.
+  @Subscribe('reports/dead', { codec: 'bytes', qos: 1 })
   onDead(message: Message<Uint8Array>): void {
     this.messages.push(message);
   }
