@@ -8,12 +8,11 @@ export const PROFILE_NOTES: readonly { readonly prefix: string; readonly text: s
   {
     prefix: 'mqtt-raw',
     text:
-      'Profile: the framework code itself (pipeline, middleware, routing, acks, sender) is now about 4-6 µs of CPU per message; the rest of the gap is the wire format. ' +
-      'Every ktransport message carries a content type and a `message-id` user property (MQTT 5 properties), which the raw baseline does not send: ' +
-      "mqtt.js spends about 18 µs per message writing them field by field and parsing them (compare `raw+headers`, mqtt.js alone sending the same properties, which ktransport now beats). " +
-      'ktransport writes its PUBLISH and acknowledgement packets as one buffer (packages/transport-mqtt/src/wire.ts), but the receive side is mqtt-packet\'s parser inside mqtt.js ' +
-      '(`_parseProperties`, about 5 µs per message for two properties), which a transport cannot replace without patching mqtt.js for the whole process. ' +
-      'With 16 KiB bodies, where bytes dominate, the ratio is close to 1.',
+      'Profile: the framework code itself (pipeline, middleware, routing, acks, sender) is about 4-6 µs of CPU per message; the rest of the gap is the wire format. ' +
+      'Every ktransport message carries its codec\'s content type (the MQTT 5 contentType property), which the raw baseline does not send, and the receive side parses it ' +
+      "in mqtt-packet inside mqtt.js, which a transport cannot replace without patching mqtt.js for the whole process. A `message-id` user property (`messageIds: true`) " +
+      'costs another ~18 µs per message in mqtt.js, which is why it is off by default (compare `raw+headers`, which sends both and which ktransport beats). ' +
+      'Short single rounds on this shared 2-core machine also move a few percent either way: compare the CPU µs per message column.',
   },
   {
     prefix: 'mqtt-tracing',
@@ -31,15 +30,15 @@ export const PROFILE_NOTES: readonly { readonly prefix: string; readonly text: s
   {
     prefix: 'kafka-raw',
     text:
-      'Profile: mixing implementations shows the cost on the producer side and in the record headers. kafkajs producing records with ktransport\'s two headers (content-type, message-id) ' +
-      'and a ktransport consumer decoding them costs about 13 µs more per message than bare records; the KafkaBroker adds per-publish work (recordSize over the headers, ' +
-      'one promise per record, a timer per batch) and its consumer a per-message heartbeat timer and `Promise.race`. See the Kafka proposals in bench/README.md.',
+      'Profile: mixing implementations shows the cost on the producer side and in the record headers: kafkajs encodes every header with a new encoder on send and ' +
+      'a new Buffer on receive, so ktransport\'s `content-type` header costs several µs per message end to end that bare records do not pay. ' +
+      'The KafkaBroker itself (batching on setImmediate, one heartbeat timer per batch) is about 5 µs per message. See the Kafka proposals in bench/README.md.',
   },
   {
     prefix: 'latency',
     text:
       'Latency at 1,000 msg/s is sensitive to other load on the machine (the quick run measures 3 s once): a full run on a quiet machine measured the MQTT p99 within 0.05-0.15 ms of raw mqtt.js. ' +
-      'Over Kafka the KafkaBroker\'s consumer commits at the end of every fetched batch before kafkajs fetches the next one, and its producer waits a timer turn (lingerMs 0 is a setTimeout) before sending.',
+      'Over Kafka the KafkaBroker\'s consumer commits at the end of every fetched batch before kafkajs fetches the next one; runs on this machine swing by several ms between rounds.',
   },
   {
     prefix: 'scale',

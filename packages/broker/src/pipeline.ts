@@ -30,6 +30,13 @@ export interface CommonBrokerOptions {
   publishMiddleware?: PublishMiddleware[];
   /** How long `disconnect()` waits for in-flight handlers. Default 10,000 ms. */
   drainTimeoutMs?: number;
+  /**
+   * Give every publish without a `message-id` header a random UUID one (then
+   * `Message.id` and the `messaging.message.id` span attribute). Default off: on
+   * MQTT 5 the extra user property costs more per message than the rest of the
+   * transport. Set the header yourself where you need a business id.
+   */
+  messageIds?: boolean;
 }
 
 /** A received message before decoding: `body` holds the bytes from the wire. */
@@ -47,6 +54,7 @@ export class MessagePipeline {
   readonly codecs: CodecRegistry;
   readonly defaultCodec: string;
   readonly drainTimeoutMs: number;
+  readonly #messageIds: boolean;
   readonly #consumerOuter: Middleware[] = [];
   readonly #publishOuter: PublishMiddleware[] = [];
 
@@ -55,6 +63,7 @@ export class MessagePipeline {
     this.defaultCodec = options.defaultCodec ?? 'json';
     this.codecs.get(this.defaultCodec);
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    this.#messageIds = options.messageIds ?? false;
     if (!(this.drainTimeoutMs >= 0)) throw new ConfigurationError(`drainTimeoutMs must be >= 0, got ${options.drainTimeoutMs}`);
     if (options.tracing !== false) {
       const tracing = typeof options.tracing === 'object' ? options.tracing : {};
@@ -87,7 +96,7 @@ export class MessagePipeline {
     };
   }
 
-  /** Encodes a body with the chosen codec and fills in `content-type` and `message-id`. */
+  /** Encodes a body with the chosen codec and fills in `content-type` (and `message-id` with `messageIds`). */
   encode<O extends PublishOptions>(topic: string, body: unknown, options: O): OutgoingMessage<O> {
     const codec = this.codecs.get(options.codec ?? this.defaultCodec);
     let payload: Uint8Array;
@@ -99,7 +108,7 @@ export class MessagePipeline {
     const headers: Headers = { ...options.headers };
     // Bytes carry whatever content type the caller labelled them with (dead-letter keeps the original).
     if (codec.name !== 'bytes' || !headers[HEADER.contentType]) headers[HEADER.contentType] = codec.contentType;
-    headers[HEADER.messageId] ??= randomUUID();
+    if (this.#messageIds) headers[HEADER.messageId] ??= randomUUID();
     return options.key === undefined ? { topic, payload, headers, options } : { topic, payload, headers, key: options.key, options };
   }
 

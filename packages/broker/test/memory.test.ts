@@ -165,3 +165,20 @@ describe('MemoryBroker connection state', () => {
     await broker.disconnect();
   });
 });
+
+describe('message ids', () => {
+  it('adds a message-id only with messageIds, and always keeps one the caller set', async () => {
+    for (const messageIds of [false, true]) {
+      const broker = await memoryBroker({ messageIds });
+      const got: { id: string | undefined; header: string | undefined }[] = [];
+      await broker.subscribe('t', (m) => void got.push({ id: m.id, header: m.headers['message-id'] }));
+      await broker.publish('t', 1);
+      await broker.publish('t', 2, { headers: { 'message-id': 'order-42' } });
+      await waitFor(() => got.length === 2, 2000, () => String(got.length));
+      if (messageIds) expect(got[0]?.id).toMatch(/^[0-9a-f-]{36}$/);
+      else expect(got[0]).toEqual({ id: undefined, header: undefined });
+      expect(got[1]).toEqual({ id: 'order-42', header: 'order-42' });
+      await broker.disconnect();
+    }
+  });
+});

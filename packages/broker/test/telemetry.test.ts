@@ -29,7 +29,7 @@ const byName = (spans: ReadableSpan[], name: string): ReadableSpan => {
 describe('tracing', () => {
   it('emits send (PRODUCER) and process (CONSUMER) spans, process a child of send through the headers', async () => {
     const { provider, exporter } = tracer();
-    const broker = await memoryBroker({ tracing: { tracerProvider: provider } });
+    const broker = await memoryBroker({ tracing: { tracerProvider: provider }, messageIds: true });
     const got: Message[] = [];
     await broker.subscribe('devices/+/report', (m) => void got.push(m), { group: 'savers' });
     await broker.publish('devices/7/report', { ok: true });

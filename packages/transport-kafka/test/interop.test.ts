@@ -138,7 +138,7 @@ describe('interop with kcat', () => {
 
   it('kcat reads what KafkaBroker published: the headers, the key and exactly the codec bytes', async () => {
     const topic = await createTopic(admin, unique('to-kcat'), 1);
-    const broker = new KafkaBroker({ brokers: KAFKA, ...fast });
+    const broker = new KafkaBroker({ brokers: KAFKA, ...fast, messageIds: true });
     await broker.connect();
     const body = { text: 'héllo ✓', n: 7, nested: { ok: true } };
     try {

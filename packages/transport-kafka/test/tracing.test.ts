@@ -22,7 +22,7 @@ describe('tracing across a real Kafka broker', () => {
   it('process is a child of send, with Kafka attributes', async () => {
     const exporter = new InMemorySpanExporter();
     const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    const broker = new KafkaBroker({ brokers: KAFKA, ...fast, tracing: { tracerProvider } });
+    const broker = new KafkaBroker({ brokers: KAFKA, ...fast, tracing: { tracerProvider }, messageIds: true });
     await broker.connect();
     try {
       const topic = await createTopic(admin, unique('traced'), 3);

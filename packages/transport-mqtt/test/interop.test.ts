@@ -48,7 +48,7 @@ describe('interop with the Mosquitto command line clients', () => {
   });
 
   it('publishes exactly the codec bytes, with content type and user properties, as mosquitto_sub -V 5 sees them', async () => {
-    const broker = await open();
+    const broker = await open({ messageIds: true });
     const t = topic('to-sub');
     const body = { report: 'ümlaut ✓', values: [1, 2.5, null] };
     const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', t, '-C', '1', '-W', '15', '-F', '%C\\n%P\\n%x'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -27,7 +27,7 @@ describe('PUBLISH packets on the wire', () => {
     it(`carries payload, QoS, retain and properties exactly (MQTT ${version === 5 ? '5' : '3.1.1'})`, async () => {
       const t = `${topic('wire')}/grüße/✓`;
       await reader.subscribeAsync(t, { qos: 2 });
-      const broker = await open({ protocolVersion: version });
+      const broker = await open({ protocolVersion: version, messageIds: true });
       const cases = [
         { qos: 0 as const, size: 0 },
         { qos: 1 as const, size: 100 },
