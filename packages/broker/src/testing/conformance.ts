@@ -6,7 +6,7 @@ import type { Message } from '../message.js';
 import { DEAD_LETTER_HEADER } from '../middleware/dead-letter.js';
 import { publishEventually, sleep, waitFor } from './wait.js';
 
-/** What a transport promises; cases for missing features are reported as skipped, with the reason. */
+/** What a transport promises; a case that needs a feature the transport does not declare is not among the cases. */
 export interface BrokerFeatures {
   /** MQTT-style `+` and `#` filters. */
   wildcards: boolean;
@@ -36,8 +36,6 @@ export interface ConformanceOptions {
 
 export interface ConformanceCase {
   readonly name: string;
-  /** Set when the transport does not declare the feature the case needs. */
-  readonly skip?: string;
   readonly timeoutMs: number;
   run(): Promise<void>;
 }
@@ -51,7 +49,8 @@ interface Body {
 
 /**
  * The cases every Broker must pass, framework-free: wrap each in your runner's
- * test function, e.g. `for (const c of conformanceCases(opts)) it(c.name, { skip: c.skip, timeout: c.timeoutMs }, c.run)`.
+ * test function, e.g. `for (const c of conformanceCases(opts)) it(c.name, c.run, c.timeoutMs)`. Only the
+ * cases the declared features call for are returned; a missing broker fails them, never skips them.
  */
 export function conformanceCases(options: ConformanceOptions): ConformanceCase[] {
   const waitMs = options.waitMs ?? 20_000;
@@ -70,8 +69,8 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
   };
   const f = options.features;
   const cases: ConformanceCase[] = [];
-  const add = (name: string, run: () => Promise<void>, skip?: string | false, timeoutMs = waitMs * 2 + 10_000): void => {
-    cases.push(skip ? { name, run, skip, timeoutMs } : { name, run, timeoutMs });
+  const add = (name: string, run: () => Promise<void>, applies = true, timeoutMs = waitMs * 2 + 10_000): void => {
+    if (applies) cases.push({ name, run, timeoutMs });
   };
   const within = (what: string) => (received: () => unknown) => () => `${what}: ${JSON.stringify(received())}`;
 
@@ -132,7 +131,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !f.wildcards && 'transport has no wildcard filters');
+  }, f.wildcards);
 
   add('loses nothing with concurrent publishers and subscribers (4 x 500 messages, 3 subscribers)', async () => {
     const broker = await open();
@@ -166,7 +165,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !f.redelivery && 'transport does not redeliver');
+  }, f.redelivery);
 
   add('retries, then dead-letters with the reason while other messages flow', async () => {
     const broker = await open();
@@ -212,7 +211,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !f.persistent && 'transport keeps no messages for an absent subscriber');
+  }, f.persistent);
 
   add('keeps messages for a group that unsubscribed before anything arrived', async () => {
     const broker = await open();
@@ -227,7 +226,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !f.persistent && 'transport keeps no messages for an absent subscriber');
+  }, f.persistent);
 
   add('closes cleanly while messages are being delivered', async () => {
     const broker = await open();
@@ -278,7 +277,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !f.groups && 'transport has no consumer groups');
+  }, f.groups);
 
   add('keeps per-key order', async () => {
     const broker = await open();
@@ -301,7 +300,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !f.orderingPerKey && 'transport promises no order');
+  }, f.orderingPerKey);
 
   add('drains on disconnect: in-flight handlers finish, nothing acknowledged early is lost', async () => {
     const t = await topic('drain');
@@ -343,7 +342,7 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     } finally {
       await broker.disconnect();
     }
-  }, !options.restartBroker && 'no restart command declared');
+  }, options.restartBroker !== undefined);
 
   return cases;
 }
