@@ -1,17 +1,12 @@
-import type { Handler, Server, ServiceResolver } from '@ktransport/broker';
+import type { BrokerServerOptions, Handler, Server } from '@ktransport/broker';
 import { BrokerServer, ConfigurationError } from '@ktransport/broker';
 import { MqttBroker } from './broker.js';
 import type { InferOutput, MqttBrokerOptions, MqttSubscribeOptions, Schema } from './options.js';
 
-export interface MqttServerOptions {
+/** The core BrokerServer's options (name, container, services, group), with an MQTT broker. */
+export interface MqttServerOptions extends Omit<BrokerServerOptions, 'broker'> {
   /** A broker to run (for example the one bound to the BROKER token), or options to create one. */
   broker: MqttBroker | MqttBrokerOptions;
-  /** Name shown in App logs and errors. Default `broker:mqtt`. */
-  name?: string;
-  /** Resolves `services` and registers their `@Subscribe` methods. */
-  container?: ServiceResolver;
-  /** Service identifiers (classes or tokens) to resolve from `container`. */
-  services?: readonly unknown[];
 }
 
 /**
@@ -23,15 +18,10 @@ export class MqttServer implements Server {
   readonly broker: MqttBroker;
   readonly #server: BrokerServer;
 
-  constructor(options: MqttServerOptions) {
-    if (!options.broker) throw new ConfigurationError('MqttServer needs a broker or broker options');
-    this.broker = options.broker instanceof MqttBroker ? options.broker : new MqttBroker(options.broker);
-    this.#server = new BrokerServer({
-      broker: this.broker,
-      ...(options.name === undefined ? {} : { name: options.name }),
-      ...(options.container === undefined ? {} : { container: options.container }),
-      ...(options.services === undefined ? {} : { services: options.services }),
-    });
+  constructor({ broker, ...rest }: MqttServerOptions) {
+    if (!broker) throw new ConfigurationError('MqttServer needs a broker or broker options');
+    this.broker = broker instanceof MqttBroker ? broker : new MqttBroker(broker);
+    this.#server = new BrokerServer({ ...rest, broker: this.broker });
   }
 
   get name(): string {

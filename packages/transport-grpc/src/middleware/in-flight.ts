@@ -6,8 +6,7 @@ import type { GrpcMiddleware } from '../options.js';
 export function inFlight(tracker: InFlight): GrpcMiddleware {
   return (next, method) =>
     observe(method.kind, next, () => {
-      let settle!: () => void;
-      void tracker.track(new Promise<void>((resolve) => (settle = resolve)));
-      return { end: () => settle() };
+      tracker.enter();
+      return { end: () => tracker.leave() };
     });
 }
