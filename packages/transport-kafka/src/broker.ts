@@ -20,7 +20,7 @@ import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
 import { createKafka } from './client.js';
 import { GroupSubscriber } from './consumer.js';
 import { toConnectionError, toSubscribeError } from './errors.js';
-import { recordSize, toKafkaHeaders } from './headers.js';
+import { recordSize } from './headers.js';
 import {
   isValidTopic,
   type KafkaBrokerOptions,
@@ -127,9 +127,9 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
 
   publish<T = unknown>(topic: string, body: T, options?: KafkaPublishOptions): Promise<void> {
     if (!this.#usable()) return Promise.reject(new ConnectionError(`cannot publish to ${topic}: Kafka broker is not connected`));
+    // The Kafka name is checked once, in #send, which every publish (dead letters too) goes through.
     try {
       assertPublishTopic(topic);
-      this.#kafkaTopic(topic, (message) => new PublishError(topic, message));
       const partition = options?.partition;
       if (partition !== undefined && (!Number.isInteger(partition) || partition < 0)) {
         throw new PublishError(topic, `partition must be a whole number >= 0, got ${partition}`);
@@ -225,7 +225,8 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     }
     const record: KafkaRecord = {
       value: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
-      headers: toKafkaHeaders(message.headers),
+      // The pipeline made these headers for this message alone: kafkajs reads them as they are.
+      headers: message.headers,
     };
     if (message.key !== undefined) record.key = message.key;
     if (message.options.partition !== undefined) record.partition = message.options.partition;

@@ -37,9 +37,6 @@ export interface GroupSubscriberOptions {
 /** What became of a message's handling: done, or an error that means delivering it again. */
 type Outcome = 'ok' | { readonly error: unknown };
 
-const ok = (): Outcome => 'ok';
-const failed = (error: unknown): Outcome => ({ error });
-
 /** The offset after `offset` (offsets are decimal strings; exact past 2^53 too). */
 function nextOffset(offset: string): string {
   return offset.length < 16 ? String(Number(offset) + 1) : (BigInt(offset) + 1n).toString();
@@ -67,8 +64,9 @@ export class GroupSubscriber {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #inFlight = new InFlight();
   readonly #abort = new AbortController();
-  #abandon!: () => void;
-  readonly #abandoned = new Promise<'abandoned'>((resolve) => (this.#abandon = () => resolve('abandoned')));
+  /** Handlers awaited by the partition loops; `stop` hands them 'abandoned' when draining timed out. */
+  readonly #waiting = new Set<(outcome: Outcome | 'abandoned') => void>();
+  #abandoned = false;
   #stopping: Promise<number> | undefined;
   #ready = settleable();
   /** When kafkajs last sent a heartbeat (it sends one only once `heartbeatIntervalMs` passed since). */
@@ -106,7 +104,8 @@ export class GroupSubscriber {
     const pending = await this.#inFlight.idle(timeoutMs);
     if (pending > 0) {
       this.#abort.abort(new ConnectionError(`subscription to ${this.#o.topic} closed after ${timeoutMs} ms of draining`));
-      this.#abandon();
+      this.#abandoned = true;
+      for (const wake of [...this.#waiting]) wake('abandoned');
     }
     await leaving;
     this.#consumer = undefined;
@@ -288,8 +287,7 @@ export class GroupSubscriber {
     try {
       for (const message of batch.messages) {
         if (!isRunning() || isStale() || this.#stopping || this.#rebalance !== undefined || generation !== this.#generation || this.#holds.has(partition)) break;
-        const work = this.#inFlight.track(consume(toRawMessage(logicalTopic, partition, message), this.#abort.signal));
-        const outcome = await Promise.race([work.then(ok, failed), this.#abandoned]);
+        const outcome = await this.#settle(consume(toRawMessage(logicalTopic, partition, message), this.#abort.signal));
         if (outcome === 'abandoned') break;
         if (outcome !== 'ok') {
           this.#log('warn', `message ${topic}[${partition}]@${message.offset} failed and will be delivered again: ${describe(outcome.error)}`);
@@ -311,6 +309,32 @@ export class GroupSubscriber {
     if (handled !== undefined) await commit();
     // Rethrowing the rebalance error makes kafkajs rejoin the group.
     if (this.#rebalance !== undefined && !this.#stopping && generation === this.#generation) throw this.#rebalance;
+  }
+
+  /**
+   * Counts one handler in flight and waits for its outcome, or for 'abandoned'
+   * once `stop` gave up waiting: one promise per message, nothing left behind.
+   */
+  #settle(work: Promise<void>): Promise<Outcome | 'abandoned'> {
+    if (this.#abandoned) return Promise.resolve('abandoned');
+    this.#inFlight.enter();
+    return new Promise((resolve) => {
+      const finish = (outcome: Outcome | 'abandoned'): void => {
+        if (!this.#waiting.delete(finish)) return;
+        resolve(outcome);
+      };
+      this.#waiting.add(finish);
+      work.then(
+        () => {
+          this.#inFlight.leave();
+          finish('ok');
+        },
+        (error: unknown) => {
+          this.#inFlight.leave();
+          finish({ error });
+        },
+      );
+    });
   }
 
   /** Seeks back to the failed message and pauses its partition for `redeliveryDelayMs`. */

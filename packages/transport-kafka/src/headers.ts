@@ -1,13 +1,6 @@
 import type { Headers } from '@ktransport/broker';
 import type { IHeaders } from 'kafkajs';
 
-/** Message headers as Kafka record headers (UTF-8 string values). */
-export function toKafkaHeaders(headers: Headers): IHeaders {
-  const out: IHeaders = {};
-  for (const name in headers) out[name] = headers[name];
-  return out;
-}
-
 /**
  * Kafka record headers as message headers: byte values are read as UTF-8; when a
  * foreign producer repeated a header name, the last value wins.
