@@ -12,6 +12,9 @@ import { type Body, bodyFactory, log, measure, Receiver, round, rssMb, throughpu
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
 
+/** The content type ktransport's JSON codec labels records with. */
+const CONTENT_TYPE = 'application/json';
+
 /** Kafka end to end through one KafkaBroker (publish) run by a KafkaServer (@Subscribe). */
 export async function ktransport(config: WorkerConfig): Promise<WorkerResult> {
   await createTopic(config.kafkaBrokers, config.topic);
@@ -37,27 +40,39 @@ export async function ktransport(config: WorkerConfig): Promise<WorkerResult> {
   }
 }
 
-/** kafkajs alone: the same idempotent producer, acks -1, batches of the same size, one request in flight; eachMessage consumer. */
-export async function raw(config: WorkerConfig): Promise<WorkerResult> {
+/**
+ * kafkajs alone: the same idempotent producer, acks -1, batches of the same size,
+ * one request in flight; eachMessage consumer. With `headers`, every record also
+ * carries the `content-type` header ktransport puts on the wire, and the consumer
+ * reads it back: the cost of the wire format in kafkajs, apart from the framework.
+ */
+export async function raw(config: WorkerConfig, headers = false): Promise<WorkerResult> {
   await createTopic(config.kafkaBrokers, config.topic);
   const kafka = new Kafka({ brokers: [config.kafkaBrokers], clientId: `bench-raw-${process.pid}`, logLevel: logLevel.NOTHING });
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   const consumer = kafka.consumer({ groupId: `bench-raw-${config.topic}`, maxWaitTimeInMs: FETCH_WAIT_MS });
   const receiver = new Receiver();
+  let labelled = 0;
   await producer.connect();
   await consumer.connect();
   await consumer.subscribe({ topic: config.topic, fromBeginning: true });
   const ready = joined(consumer);
   await consumer.run({
     partitionsConsumedConcurrently: PARTITIONS,
-    eachMessage: async ({ message }) => receiver.record(JSON.parse(message.value!.toString()) as Body),
+    eachMessage: async ({ message }) => {
+      if (headers) labelled += message.headers?.['content-type']?.toString() === CONTENT_TYPE ? 1 : 0;
+      receiver.record(JSON.parse(message.value!.toString()) as Body);
+    },
   });
   await ready;
   const body = bodyFactory(config.bytes);
   const batches = async (first: number, count: number): Promise<void> => {
     for (let start = 0; start < count; start += BATCH_MESSAGES) {
       const messages = [];
-      for (let i = start; i < Math.min(count, start + BATCH_MESSAGES); i++) messages.push({ value: Buffer.from(JSON.stringify(body(first + i))) });
+      for (let i = start; i < Math.min(count, start + BATCH_MESSAGES); i++) {
+        const value = Buffer.from(JSON.stringify(body(first + i)));
+        messages.push(headers ? { value, headers: { 'content-type': CONTENT_TYPE } } : { value });
+      }
       await producer.send({ topic: config.topic, acks: -1, messages });
     }
   };
@@ -68,7 +83,9 @@ export async function raw(config: WorkerConfig): Promise<WorkerResult> {
     const cpu = process.cpuUsage();
     receiver.start = performance.now();
     await Promise.all([batches(0, config.n).then(() => (done = true)), receiver.waitFor('measured', config.n, config.idleMs, () => done)]);
-    return withCpu(throughput(receiver, config.n), cpu);
+    const result = withCpu(throughput(receiver, config.n), cpu);
+    if (headers && labelled < config.warmup + result.n) throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
+    return result;
   } finally {
     await consumer.disconnect();
     await producer.disconnect();

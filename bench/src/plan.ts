@@ -66,6 +66,7 @@ export function plan({ quick, rounds }: PlanOptions): Group[] {
       variants: [
         { scenario, impl: 'ktransport', config: { ...base, impl: 'ktransport', n } },
         { scenario, impl: 'raw', config: { ...base, impl: 'raw', n } },
+        { scenario, impl: 'raw+headers', config: { ...base, impl: 'raw+headers', n } },
         // NestJS sends one request per emit; past about 500 in flight kafkajs degrades badly (2,000: 36 s and 1.5 GB for 2,000 messages).
         { scenario, impl: 'nestjs', config: { ...base, impl: 'nestjs', n: quick ? 2_000 : 5_000, warmup: quick ? 200 : 500, window: 500 } },
         { scenario, impl: 'kcat', config: { ...base, impl: 'kcat', n } },

@@ -19,6 +19,7 @@ const RUNS: Record<WorkerConfig['suite'], Record<string, Run>> = {
   kafka: {
     ktransport: async (c) => (await import('./kafka.js')).ktransport(c),
     raw: async (c) => (await import('./kafka.js')).raw(c),
+    'raw+headers': async (c) => (await import('./kafka.js')).raw(c, true),
     nestjs: async (c) => (await import('./nest.js')).kafkaNestjs(c),
     kcat: async (c) => (await import('./kafka.js')).kcat(c),
   },
