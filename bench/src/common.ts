@@ -14,6 +14,8 @@ export interface WorkerConfig {
   /** Unique per round: no message of an earlier round can arrive. */
   readonly topic: string;
   readonly qos?: 0 | 1;
+  /** kafka: measure the producer alone (acknowledged publishes, no consumer). */
+  readonly publishOnly?: boolean;
   readonly mqttUrl: string;
   readonly kafkaBrokers: string;
   /** latency: messages per second and how long to publish. */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Message } from '@ktransport/broker';
 import { Subscribe } from '@ktransport/broker';
-import { KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-kafka';
+import { KafkaBroker, KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-kafka';
 import kafkajs from 'kafkajs';
 import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, PARTITIONS } from './kafka-util.js';
 import { type Body, bodyFactory, log, measure, Receiver, round, rssMb, throughput, WARMUP_BASE, withCpu, type WorkerConfig, type WorkerResult } from './common.js';
@@ -19,6 +19,7 @@ const CONTENT_TYPE = 'application/json';
 export async function ktransport(config: WorkerConfig): Promise<WorkerResult> {
   await createTopic(config.kafkaBrokers, config.topic);
   const receiver = new Receiver();
+  if (config.publishOnly) return publishOnly(config, receiver);
   const subscribeOptions: KafkaSubscribeOptions = { concurrency: PARTITIONS, fromBeginning: true };
   class Sink {
     @Subscribe(config.topic, subscribeOptions)
@@ -40,6 +41,24 @@ export async function ktransport(config: WorkerConfig): Promise<WorkerResult> {
   }
 }
 
+/** A KafkaBroker publishing alone: a message counts once its `publish` resolved (the brokers acknowledged it). */
+async function publishOnly(config: WorkerConfig, receiver: Receiver): Promise<WorkerResult> {
+  const broker = new KafkaBroker({ brokers: config.kafkaBrokers, clientId: `bench-kt-${process.pid}` });
+  await broker.connect();
+  const body = bodyFactory(config.bytes);
+  try {
+    return await measure(config, receiver, (seq, done) => {
+      const message = body(seq);
+      broker.publish(config.topic, message).then(() => {
+        receiver.record(message);
+        done();
+      }, done);
+    });
+  } finally {
+    await broker.disconnect();
+  }
+}
+
 /**
  * kafkajs alone: the same idempotent producer, acks -1, batches of the same size,
  * one request in flight; eachMessage consumer. With `headers`, every record also
@@ -54,28 +73,35 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
   const receiver = new Receiver();
   let labelled = 0;
   await producer.connect();
-  await consumer.connect();
-  await consumer.subscribe({ topic: config.topic, fromBeginning: true });
-  const ready = joined(consumer);
-  await consumer.run({
-    partitionsConsumedConcurrently: PARTITIONS,
-    eachMessage: async ({ message }) => {
-      if (headers) labelled += message.headers?.['content-type']?.toString() === CONTENT_TYPE ? 1 : 0;
-      receiver.record(JSON.parse(message.value!.toString()) as Body);
-    },
-  });
-  await ready;
   const body = bodyFactory(config.bytes);
   const batches = async (first: number, count: number): Promise<void> => {
     for (let start = 0; start < count; start += BATCH_MESSAGES) {
+      const bodies: Body[] = [];
       const messages = [];
       for (let i = start; i < Math.min(count, start + BATCH_MESSAGES); i++) {
-        const value = Buffer.from(JSON.stringify(body(first + i)));
+        const message = body(first + i);
+        const value = Buffer.from(JSON.stringify(message));
+        bodies.push(message);
         messages.push(headers ? { value, headers: { 'content-type': CONTENT_TYPE } } : { value });
       }
       await producer.send({ topic: config.topic, acks: -1, messages });
+      if (config.publishOnly) for (const message of bodies) receiver.record(message);
     }
   };
+  if (!config.publishOnly) await consume();
+  async function consume(): Promise<void> {
+    await consumer.connect();
+    await consumer.subscribe({ topic: config.topic, fromBeginning: true });
+    const ready = joined(consumer);
+    await consumer.run({
+    partitionsConsumedConcurrently: PARTITIONS,
+      eachMessage: async ({ message }) => {
+        if (headers) labelled += message.headers?.['content-type']?.toString() === CONTENT_TYPE ? 1 : 0;
+        receiver.record(JSON.parse(message.value!.toString()) as Body);
+      },
+    });
+    await ready;
+  }
   try {
     let warmDone = false;
     await Promise.all([batches(WARMUP_BASE, config.warmup).then(() => (warmDone = true)), receiver.waitFor('warm', config.warmup, config.idleMs, () => warmDone)]);
@@ -84,7 +110,7 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
     receiver.start = performance.now();
     await Promise.all([batches(0, config.n).then(() => (done = true)), receiver.waitFor('measured', config.n, config.idleMs, () => done)]);
     const result = withCpu(throughput(receiver, config.n), cpu);
-    if (headers && labelled < config.warmup + result.n) throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
+    if (headers && !config.publishOnly && labelled < config.warmup + result.n) throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
     return result;
   } finally {
     await consumer.disconnect();

@@ -74,6 +74,19 @@ export function plan({ quick, rounds }: PlanOptions): Group[] {
     });
   }
 
+  // The Kafka producer alone (acknowledged publishes, no consumer): where the end-to-end gap comes from.
+  {
+    const scenario = 'publish 256B 3 partitions';
+    const n = quick ? 20_000 : 100_000;
+    const base = { suite: 'kafka' as const, scenario, bytes: 256, window: 2_000, idleMs: 10_000, warmup: quick ? 2_000 : 5_000, publishOnly: true };
+    groups.push({
+      suite: 'kafka',
+      title: 'Kafka publish only, 256 B, 3 partitions',
+      rounds: r(3, 1),
+      variants: ['ktransport', 'raw', 'raw+headers'].map((impl) => ({ scenario, impl, config: { ...base, impl, n } })),
+    });
+  }
+
   // Latency at a fixed rate, publish to handler.
   for (const transport of ['mqtt', 'kafka'] as const) {
     const scenario = transport === 'mqtt' ? 'mqtt qos1 1000/s' : 'kafka 1000/s';

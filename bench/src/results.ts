@@ -141,7 +141,7 @@ export function writeResults(
   // Kafka
   const kafka = scenarios('kafka');
   if (kafka.length > 0) {
-    lines.push('## Kafka end to end', '', '256 B JSON bodies on a 3-partition topic; idempotent producer, acks -1; kcat (librdkafka) produces and consumes the same count as the native-client reference.', '');
+    lines.push('## Kafka end to end', '', '256 B JSON bodies on a 3-partition topic; idempotent producer, acks -1; kcat (librdkafka) produces and consumes the same count as the native-client reference. The `publish` rows measure the producer alone: a message counts once the brokers acknowledged it.', '');
     lines.push(THROUGHPUT_HEAD, THROUGHPUT_RULE);
     for (const scenario of kafka) {
       for (const impl of ['ktransport', 'raw', 'raw+headers', 'nestjs', 'kcat']) {
@@ -160,7 +160,8 @@ export function writeResults(
       const kt = find('kafka', scenario, 'ktransport');
       const r1 = ratio(kt, find('kafka', scenario, 'raw'));
       lines.push(`| ${scenario} | ${fmt(r1, 3)} | ${fmt(ratio(kt, find('kafka', scenario, 'nestjs')), 1)} | ${fmt(ratio(kt, find('kafka', scenario, 'kcat')), 3)} | ${fmt(ratio(kt, find('kafka', scenario, 'raw+headers')), 3)} | ${fmt(cpuRatio(kt, find('kafka', scenario, 'raw')), 3)} |`);
-      if (Number.isFinite(r1)) targets.push(target(`kafka-raw`, `Kafka ${scenario}: ktransport/raw`, r1, 0.95, '>= 0.95'));
+      // The issue's target is end to end; the publish-only rows show where the gap comes from.
+      if (Number.isFinite(r1) && scenario.startsWith('e2e')) targets.push(target(`kafka-raw`, `Kafka ${scenario}: ktransport/raw`, r1, 0.95, '>= 0.95'));
     }
     lines.push('');
   }
