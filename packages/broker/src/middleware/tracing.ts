@@ -1,5 +1,5 @@
 import type { Attributes, TextMapPropagator, TracerProvider } from '@opentelemetry/api';
-import { isSpanContextValid, context as otelContext, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, isSpanContextValid, context as otelContext, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { HandlerContext } from '../broker.js';
 import { errorType } from '../errors.js';
 import type { Headers, Message } from '../message.js';
@@ -28,7 +28,10 @@ const headerGetter = {
  * record, inject or make active, so the middleware steps aside for it.
  */
 function inert(span: Span): boolean {
-  return !span.isRecording() && !isSpanContextValid(span.spanContext());
+  if (span.isRecording()) return false;
+  const spanContext = span.spanContext();
+  // The no-op tracer hands out the API's INVALID_SPAN_CONTEXT itself: known invalid without testing its ids.
+  return spanContext === INVALID_SPAN_CONTEXT || !isSpanContextValid(spanContext);
 }
 
 /**
