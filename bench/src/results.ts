@@ -224,13 +224,15 @@ export function writeResults(
   if (missed.length === 0) lines.push('Every target is met in this run.', '');
   else {
     lines.push('### Not met in this run', '');
-    const explained = new Set<string>();
+    /** The first missed target each note was printed under. */
+    const explained = new Map<string, string>();
     for (const t of missed) {
       lines.push(`- **${t.label}**: ${fmt(t.value, 3)} against ${t.goal} (${t.shortBy}).`);
       const note = PROFILE_NOTES.find((n) => t.id.startsWith(n.prefix));
-      if (note && !explained.has(note.prefix)) lines.push(`  ${note.text}`);
-      else if (note) lines.push('  Same cause as above.');
-      if (note) explained.add(note.prefix);
+      const first = note && explained.get(note.prefix);
+      if (note && first === undefined) lines.push(`  ${note.text}`);
+      else if (first !== undefined) lines.push(`  Same cause as for ${first}.`);
+      if (note && first === undefined) explained.set(note.prefix, t.label);
     }
     lines.push('');
   }
