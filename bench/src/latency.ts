@@ -2,12 +2,11 @@ import 'reflect-metadata';
 import type { Message } from '@ktransport/broker';
 import { Subscribe } from '@ktransport/broker';
 import { KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-kafka';
-import { MqttBroker, MqttServer, type MqttSubscribeOptions } from '@ktransport/transport-mqtt';
 import kafkajs from 'kafkajs';
 import mqtt from 'mqtt';
 import { type Body, bodyFactory, percentile, Receiver, round, rssMb, sleep, WARMUP_BASE, type WorkerConfig, type WorkerResult } from './common.js';
 import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, PARTITIONS } from './kafka-util.js';
-import { rawClientOptions } from './mqtt.js';
+import { ktransportPair, rawClientOptions } from './mqtt.js';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
 
@@ -67,24 +66,12 @@ function failOnError(error: unknown): void {
 export async function mqttKtransport(config: WorkerConfig): Promise<WorkerResult> {
   const qos = config.qos ?? 1;
   const receiver = new Receiver();
-  const options: MqttSubscribeOptions = { qos };
-  class Sink {
-    @Subscribe(config.topic, options)
-    onMessage(message: Message<Body>): void {
-      receiver.record(message.body);
-    }
-  }
-  const server = new MqttServer({ broker: { url: config.mqttUrl } });
-  server.register(new Sink());
-  await server.start();
-  const publisher = new MqttBroker({ url: config.mqttUrl });
-  await publisher.connect();
+  const { publisher, close } = await ktransportPair(config, receiver);
   const body = bodyFactory(config.bytes);
   try {
     return await fixedRate(config, receiver, (seq) => void publisher.publish(config.topic, body(seq), { qos }).catch(failOnError));
   } finally {
-    await publisher.disconnect();
-    await server.stop();
+    await close();
   }
 }
 

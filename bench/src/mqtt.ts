@@ -10,13 +10,13 @@ export function rawClientOptions(clientId: string): mqtt.IClientOptions {
   return { protocolVersion: 5, clientId, clean: true, keepalive: 60, connectTimeout: 10_000, reconnectPeriod: 1_000, resubscribe: true };
 }
 
-/** MQTT end to end: publish through a Broker, receive in a @Subscribe handler (JSON codec). */
-export async function ktransport(config: WorkerConfig, tracing: boolean): Promise<WorkerResult> {
-  // Installed before any broker exists, as an application does at start-up.
-  const otel = tracing ? (await import('./otel.js')).installTracing() : undefined;
-  const qos = config.qos ?? 1;
-  const receiver = new Receiver();
-  const options: MqttSubscribeOptions = { qos };
+/**
+ * ktransport's side of an MQTT measurement: an MqttServer running a @Subscribe
+ * handler (JSON codec, the config's QoS) that hands bodies to `receiver`, and a
+ * connected MqttBroker to publish with. `close` disconnects both.
+ */
+export async function ktransportPair(config: WorkerConfig, receiver: Receiver): Promise<{ publisher: MqttBroker; close: () => Promise<void> }> {
+  const options: MqttSubscribeOptions = { qos: config.qos ?? 1 };
   class Sink {
     @Subscribe(config.topic, options)
     onMessage(message: Message<Body>): void {
@@ -28,6 +28,22 @@ export async function ktransport(config: WorkerConfig, tracing: boolean): Promis
   await server.start();
   const publisher = new MqttBroker({ url: config.mqttUrl });
   await publisher.connect();
+  return {
+    publisher,
+    close: async () => {
+      await publisher.disconnect();
+      await server.stop();
+    },
+  };
+}
+
+/** MQTT end to end: publish through a Broker, receive in a @Subscribe handler (JSON codec). */
+export async function ktransport(config: WorkerConfig, tracing: boolean): Promise<WorkerResult> {
+  // Installed before any broker exists, as an application does at start-up.
+  const otel = tracing ? (await import('./otel.js')).installTracing() : undefined;
+  const qos = config.qos ?? 1;
+  const receiver = new Receiver();
+  const { publisher, close } = await ktransportPair(config, receiver);
   const body = bodyFactory(config.bytes);
   try {
     const result = await measure(config, receiver, (seq, done) => {
@@ -39,8 +55,7 @@ export async function ktransport(config: WorkerConfig, tracing: boolean): Promis
     }
     return result;
   } finally {
-    await publisher.disconnect();
-    await server.stop();
+    await close();
   }
 }
 
