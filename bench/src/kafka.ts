@@ -69,7 +69,8 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
   await createTopic(config.kafkaBrokers, config.topic);
   const kafka = new Kafka({ brokers: [config.kafkaBrokers], clientId: `bench-raw-${process.pid}`, logLevel: logLevel.NOTHING });
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
-  const consumer = kafka.consumer({ groupId: `bench-raw-${config.topic}`, maxWaitTimeInMs: FETCH_WAIT_MS });
+  // Publish-only rounds measure the producer alone: no consumer joins.
+  const consumer = config.publishOnly ? undefined : kafka.consumer({ groupId: `bench-raw-${config.topic}`, maxWaitTimeInMs: FETCH_WAIT_MS });
   const receiver = new Receiver();
   let labelled = 0;
   await producer.connect();
@@ -85,16 +86,15 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
         messages.push(headers ? { value, headers: { 'content-type': CONTENT_TYPE } } : { value });
       }
       await producer.send({ topic: config.topic, acks: -1, messages });
-      if (config.publishOnly) for (const message of bodies) receiver.record(message);
+      if (!consumer) for (const message of bodies) receiver.record(message);
     }
   };
-  if (!config.publishOnly) await consume();
-  async function consume(): Promise<void> {
+  if (consumer) {
     await consumer.connect();
     await consumer.subscribe({ topic: config.topic, fromBeginning: true });
     const ready = joined(consumer);
     await consumer.run({
-    partitionsConsumedConcurrently: PARTITIONS,
+      partitionsConsumedConcurrently: PARTITIONS,
       eachMessage: async ({ message }) => {
         if (headers) labelled += message.headers?.['content-type']?.toString() === CONTENT_TYPE ? 1 : 0;
         receiver.record(JSON.parse(message.value!.toString()) as Body);
@@ -110,10 +110,10 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
     receiver.start = performance.now();
     await Promise.all([batches(0, config.n).then(() => (done = true)), receiver.waitFor('measured', config.n, config.idleMs, () => done)]);
     const result = withCpu(throughput(receiver, config.n), cpu);
-    if (headers && !config.publishOnly && labelled < config.warmup + result.n) throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
+    if (headers && consumer && labelled < config.warmup + result.n) throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
     return result;
   } finally {
-    await consumer.disconnect();
+    await consumer?.disconnect();
     await producer.disconnect();
   }
 }

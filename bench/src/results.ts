@@ -229,10 +229,13 @@ export function writeResults(
     for (const t of missed) {
       lines.push(`- **${t.label}**: ${fmt(t.value, 3)} against ${t.goal} (${t.shortBy}).`);
       const note = PROFILE_NOTES.find((n) => t.id.startsWith(n.prefix));
-      const first = note && explained.get(note.prefix);
-      if (note && first === undefined) lines.push(`  ${note.text}`);
-      else if (first !== undefined) lines.push(`  Same cause as for ${first}.`);
-      if (note && first === undefined) explained.set(note.prefix, t.label);
+      if (!note) continue;
+      const first = explained.get(note.prefix);
+      if (first !== undefined) lines.push(`  Same cause as for ${first}.`);
+      else {
+        lines.push(`  ${note.text}`);
+        explained.set(note.prefix, t.label);
+      }
     }
     lines.push('');
   }
