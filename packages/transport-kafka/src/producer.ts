@@ -6,23 +6,38 @@ import type { ResolvedOptions } from './options.js';
 
 const { CompressionTypes, Partitioners } = kafkajs;
 
-interface Pending {
-  readonly record: KafkaRecord;
-  readonly size: number;
+/**
+ * One future request: records in publish order within the message and byte
+ * limits. Its publishes share one promise, settled by the request's outcome;
+ * a record that names a partition has a check of its own, because kafkajs
+ * silently skips records for a partition the topic does not have.
+ */
+interface Batch {
+  readonly records: KafkaRecord[];
+  bytes: number;
   readonly queuedAt: number;
+  settled: Promise<void> | undefined;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  checks: PartitionCheck[] | undefined;
+}
+
+interface PartitionCheck {
+  readonly partition: number;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
 
 interface TopicQueue {
-  pending: Pending[];
-  /** Sum of the sizes of `pending`. */
-  bytes: number;
+  /** Oldest first; publishes go into the last one until it is full. */
+  batches: Batch[];
   inFlight: boolean;
   /** A flush is scheduled (setImmediate without linger, else a timer). */
   scheduled: boolean;
   timer: NodeJS.Timeout | undefined;
 }
+
+const settledNothing = (): void => undefined;
 
 /**
  * The producer side of a KafkaBroker. Publishes to one topic accumulate while a
@@ -31,6 +46,8 @@ interface TopicQueue {
  * Without linger an idle topic sends at the end of the current turn of the event
  * loop (publishes issued together share the request), and a topic whose request
  * returned sends what accumulated at once: no timer sits on the hot path.
+ * The publishes of one request share one promise, so a publish costs an array
+ * slot rather than a promise and a pair of callbacks of its own.
  * After a failed request the idempotent producer is replaced, so that a
  * sequence number the brokers may already have seen is never reused.
  */
@@ -66,20 +83,47 @@ export class BatchingProducer {
   send(topic: string, record: KafkaRecord, size: number): Promise<void> {
     if (!this.#open) return Promise.reject(new ConnectionError(`cannot publish to ${topic}: the Kafka producer is closed`));
     let queue = this.#queues.get(topic);
-    if (!queue) this.#queues.set(topic, (queue = { pending: [], bytes: 0, inFlight: false, scheduled: false, timer: undefined }));
-    const target = queue;
-    return new Promise<void>((resolve, reject) => {
-      target.pending.push({ record, size, queuedAt: this.#options.producer.lingerMs > 0 ? Date.now() : 0, resolve, reject });
-      target.bytes += size;
-      this.#schedule(topic, target);
-    });
+    if (!queue) this.#queues.set(topic, (queue = { batches: [], inFlight: false, scheduled: false, timer: undefined }));
+    const batch = this.#batchFor(queue, size);
+    batch.records.push(record);
+    batch.bytes += size;
+    let settled: Promise<void>;
+    if (record.partition === undefined) {
+      settled = batch.settled ??= new Promise<void>((resolve, reject) => {
+        batch.resolve = resolve;
+        batch.reject = reject;
+      });
+    } else {
+      const partition = record.partition;
+      settled = new Promise<void>((resolve, reject) => (batch.checks ??= []).push({ partition, resolve, reject }));
+    }
+    this.#schedule(topic, queue);
+    return settled;
+  }
+
+  /** The newest batch if the record fits in it (a batch holds at least one record), else a new one. */
+  #batchFor(queue: TopicQueue, size: number): Batch {
+    const { maxBatchMessages, maxBatchBytes, lingerMs } = this.#options.producer;
+    const last = queue.batches[queue.batches.length - 1];
+    if (last && last.records.length < maxBatchMessages && last.bytes + size <= maxBatchBytes) return last;
+    const batch: Batch = {
+      records: [],
+      bytes: 0,
+      queuedAt: lingerMs > 0 ? Date.now() : 0,
+      settled: undefined,
+      resolve: settledNothing,
+      reject: settledNothing,
+      checks: undefined,
+    };
+    queue.batches.push(batch);
+    return batch;
   }
 
   /** Sends what is queued (without lingering), waits for every request, then disconnects. */
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
-    while (this.#sending.size > 0 || [...this.#queues.values()].some((q) => q.pending.length > 0)) {
+    while (this.#sending.size > 0 || [...this.#queues.values()].some((q) => q.batches.length > 0)) {
       for (const [topic, queue] of this.#queues) this.#flush(topic, queue);
       await this.#sending.idle(60_000);
       await new Promise((resolve) => setImmediate(resolve));
@@ -94,7 +138,9 @@ export class BatchingProducer {
   }
 
   #schedule(topic: string, queue: TopicQueue): void {
-    if (queue.inFlight || queue.scheduled || queue.pending.length === 0) return;
+    if (queue.inFlight || queue.scheduled) return;
+    const first = queue.batches[0];
+    if (!first) return;
     if (this.#full(queue)) {
       this.#flush(topic, queue);
       return;
@@ -105,25 +151,28 @@ export class BatchingProducer {
       setImmediate(() => this.#flush(topic, queue));
       return;
     }
-    const wait = Math.max(0, queue.pending[0]!.queuedAt + lingerMs - Date.now());
+    const wait = Math.max(0, first.queuedAt + lingerMs - Date.now());
     queue.timer = setTimeout(() => this.#flush(topic, queue), wait);
   }
 
+  /** The oldest batch can take no more records: a newer one exists or it reached a limit. */
   #full(queue: TopicQueue): boolean {
     const { maxBatchMessages, maxBatchBytes } = this.#options.producer;
-    return queue.pending.length >= maxBatchMessages || queue.bytes >= maxBatchBytes;
+    const first = queue.batches[0];
+    return queue.batches.length > 1 || (first !== undefined && (first.records.length >= maxBatchMessages || first.bytes >= maxBatchBytes));
   }
 
   #flush(topic: string, queue: TopicQueue): void {
     if (queue.timer !== undefined) clearTimeout(queue.timer);
     queue.timer = undefined;
     queue.scheduled = false;
-    if (queue.inFlight || queue.pending.length === 0) return;
-    const batch = this.#take(queue);
+    if (queue.inFlight) return;
+    const batch = queue.batches.shift();
+    if (!batch) return;
     queue.inFlight = true;
     void this.#sending.track(this.#sendBatch(topic, batch)).finally(() => {
       queue.inFlight = false;
-      if (queue.pending.length === 0) {
+      if (queue.batches.length === 0) {
         if (!queue.scheduled) this.#queues.delete(topic);
       } else if (this.#options.producer.lingerMs === 0 || this.#full(queue)) {
         // What accumulated during the request waited long enough: send it now.
@@ -134,27 +183,7 @@ export class BatchingProducer {
     });
   }
 
-  /** The oldest records, within the message and byte limits (at least one). */
-  #take(queue: TopicQueue): Pending[] {
-    const { maxBatchMessages, maxBatchBytes } = this.#options.producer;
-    const { pending } = queue;
-    if (pending.length <= maxBatchMessages && queue.bytes <= maxBatchBytes) {
-      queue.pending = [];
-      queue.bytes = 0;
-      return pending;
-    }
-    let count = 0;
-    let bytes = 0;
-    for (const p of pending) {
-      if (count > 0 && (count >= maxBatchMessages || bytes + p.size > maxBatchBytes)) break;
-      count++;
-      bytes += p.size;
-    }
-    queue.bytes -= bytes;
-    return pending.splice(0, count);
-  }
-
-  async #sendBatch(topic: string, batch: Pending[]): Promise<void> {
+  async #sendBatch(topic: string, batch: Batch): Promise<void> {
     const { acks, compression } = this.#options.producer;
     let used: Promise<Producer> | undefined;
     let producer: Producer | undefined;
@@ -162,30 +191,28 @@ export class BatchingProducer {
       used = this.#ready();
       producer = await used;
       this.#users.set(producer, (this.#users.get(producer) ?? 0) + 1);
-      const messages = new Array<KafkaRecord>(batch.length);
-      for (let i = 0; i < batch.length; i++) messages[i] = batch[i]!.record;
       const result = await producer.send({
         topic,
-        messages,
+        messages: batch.records,
         acks,
         compression: compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
       });
       this.#onHealth(true);
-      // kafkajs silently skips records for a partition the topic does not have.
-      let acked: Set<number> | undefined;
-      for (const p of batch) {
-        const partition = p.record.partition;
-        if (acks !== 0 && partition !== undefined && !(acked ??= new Set(result.map((r) => r.partition))).has(partition)) {
-          p.reject(new PublishError(topic, `publish to ${topic} failed: partition ${partition} does not exist`, { retriable: false }));
-        } else {
-          p.resolve();
+      batch.resolve();
+      if (batch.checks) {
+        // kafkajs silently skips records for a partition the topic does not have.
+        const acked = new Set(result.map((r) => r.partition));
+        for (const check of batch.checks) {
+          if (acks === 0 || acked.has(check.partition)) check.resolve();
+          else check.reject(new PublishError(topic, `publish to ${topic} failed: partition ${check.partition} does not exist`, { retriable: false }));
         }
       }
     } catch (error) {
       const mapped = toPublishError(topic, error, this.#options.brokers);
       if (mapped.retriable) this.#onHealth(false);
       if (used) this.#replace(used);
-      for (const p of batch) p.reject(mapped);
+      batch.reject(mapped);
+      for (const check of batch.checks ?? []) check.reject(mapped);
     } finally {
       if (producer) this.#release(producer);
     }
