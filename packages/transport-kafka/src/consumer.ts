@@ -64,8 +64,8 @@ export class GroupSubscriber {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #inFlight = new InFlight();
   readonly #abort = new AbortController();
-  /** Handlers awaited by the partition loops; `stop` hands them 'abandoned' when draining timed out. */
-  readonly #waiting = new Set<(outcome: Outcome | 'abandoned') => void>();
+  /** One per running partition loop; `stop` hands them 'abandoned' when draining timed out. */
+  readonly #waiting = new Set<Waiter>();
   #abandoned = false;
   #stopping: Promise<number> | undefined;
   #ready = settleable();
@@ -105,7 +105,7 @@ export class GroupSubscriber {
     if (pending > 0) {
       this.#abort.abort(new ConnectionError(`subscription to ${this.#o.topic} closed after ${timeoutMs} ms of draining`));
       this.#abandoned = true;
-      for (const wake of [...this.#waiting]) wake('abandoned');
+      for (const waiter of [...this.#waiting]) waiter.wake('abandoned');
     }
     await leaving;
     this.#consumer = undefined;
@@ -284,18 +284,29 @@ export class GroupSubscriber {
       });
     // One timer for the whole batch keeps the member alive while a handler works.
     const timer = setInterval(() => void beat(), heartbeatIntervalMs);
+    const waiter = new Waiter(this.#inFlight);
+    this.#waiting.add(waiter);
+    // A batch fetched before a seek of its partition is stale. The only seeks made while a batch
+    // runs are this loop's own redelivery (it stops right after) and a new generation's starting
+    // offsets (the generation check stops the loop): asking once per batch is enough.
+    const stale = isStale();
+    /** Handled in this batch and not yet resolved with kafkajs: resolved once, when the loop ends. */
+    let resolvable: string | undefined;
     try {
       for (const message of batch.messages) {
-        if (!isRunning() || isStale() || this.#stopping || this.#rebalance !== undefined || generation !== this.#generation || this.#holds.has(partition)) break;
-        const outcome = await this.#settle(consume(toRawMessage(logicalTopic, partition, message), this.#abort.signal));
+        if (stale || !isRunning() || this.#stopping || this.#rebalance !== undefined || generation !== this.#generation || this.#holds.has(partition)) break;
+        const outcome = await this.#settle(waiter, consume(toRawMessage(logicalTopic, partition, message), this.#abort.signal));
         if (outcome === 'abandoned') break;
         if (outcome !== 'ok') {
           this.#log('warn', `message ${topic}[${partition}]@${message.offset} failed and will be delivered again: ${describe(outcome.error)}`);
           await commit();
+          // Resolved before the seek, which then decides where the partition is read next.
+          if (resolvable !== undefined) resolveOffset(resolvable);
+          resolvable = undefined;
           this.#redeliver(consumer, partition, message.offset);
           break;
         }
-        resolveOffset(message.offset);
+        resolvable = message.offset;
         handled = message.offset;
         const now = Date.now();
         if (now - lastCommit >= COMMIT_INTERVAL_MS) await commit();
@@ -304,6 +315,10 @@ export class GroupSubscriber {
       }
     } finally {
       clearInterval(timer);
+      this.#waiting.delete(waiter);
+      // kafkajs fetches again only after the batches of its last fetch returned, each partition from
+      // its last resolved offset: resolving the last handled one here is the same as resolving each.
+      if (resolvable !== undefined) resolveOffset(resolvable);
     }
     await commit();
     if (handled !== undefined) await commit();
@@ -313,27 +328,15 @@ export class GroupSubscriber {
 
   /**
    * Counts one handler in flight and waits for its outcome, or for 'abandoned'
-   * once `stop` gave up waiting: one promise per message, nothing left behind.
+   * once `stop` gave up waiting. The loop's waiter carries the callbacks, so a
+   * message costs one promise and nothing is left behind.
    */
-  #settle(work: Promise<void>): Promise<Outcome | 'abandoned'> {
+  #settle(waiter: Waiter, work: Promise<void>): Promise<Outcome | 'abandoned'> {
     if (this.#abandoned) return Promise.resolve('abandoned');
     this.#inFlight.enter();
     return new Promise((resolve) => {
-      const finish = (outcome: Outcome | 'abandoned'): void => {
-        if (!this.#waiting.delete(finish)) return;
-        resolve(outcome);
-      };
-      this.#waiting.add(finish);
-      work.then(
-        () => {
-          this.#inFlight.leave();
-          finish('ok');
-        },
-        (error: unknown) => {
-          this.#inFlight.leave();
-          finish({ error });
-        },
-      );
+      waiter.resolve = resolve;
+      work.then(waiter.ok, waiter.failed);
     });
   }
 
@@ -383,6 +386,34 @@ export class GroupSubscriber {
 
   #log(level: 'warn' | 'error', message: string): void {
     safeLog(this.#o.options.logger, { level, namespace: 'ktransport', message, fields: { topic: this.#o.topic, groupId: this.#o.groupId } });
+  }
+}
+
+const ignore = (): void => undefined;
+
+/**
+ * The callbacks of one partition loop, made once per batch: the handler in hand
+ * settles the loop's current wait through them, and `stop` can wake the loop
+ * with 'abandoned' while the handler is still running.
+ */
+class Waiter {
+  resolve: (outcome: Outcome | 'abandoned') => void = ignore;
+  readonly ok: () => void;
+  readonly failed: (error: unknown) => void;
+
+  constructor(inFlight: InFlight) {
+    this.ok = () => {
+      inFlight.leave();
+      this.resolve('ok');
+    };
+    this.failed = (error) => {
+      inFlight.leave();
+      this.resolve({ error });
+    };
+  }
+
+  wake(outcome: 'abandoned'): void {
+    this.resolve(outcome);
   }
 }
 
