@@ -224,7 +224,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       return Promise.reject(error);
     }
     const record: KafkaRecord = {
-      value: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      value: Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
       // The pipeline made these headers for this message alone: kafkajs reads them as they are.
       headers: message.headers,
     };

@@ -1,10 +1,10 @@
 /**
- * UTF-8 bytes of a string as a plain Uint8Array. Node's Buffer.from places small
- * strings in its shared pool instead of allocating an ArrayBuffer per call
- * (TextEncoder does), which matters on the publish hot path; the result is a
- * view (mind byteOffset), typed as the Uint8Array the Codec contract promises.
+ * UTF-8 bytes of a string. Node's Buffer.from places small strings in its
+ * shared pool instead of allocating an ArrayBuffer per call (TextEncoder does),
+ * which matters on the publish hot path. The Buffer is returned as it is (a
+ * Buffer is a Uint8Array, as the Codec contract promises; mind byteOffset): the
+ * transports hand it to their clients without wrapping it again.
  */
 export function utf8(text: string): Uint8Array {
-  const buffer = Buffer.from(text, 'utf8');
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  return Buffer.from(text, 'utf8');
 }
