@@ -135,6 +135,21 @@ describe('MemoryBroker', () => {
     await broker.disconnect();
   });
 
+  it('turns what a publish middleware throws or rejects with into a retriable PublishError with the cause', async () => {
+    const refusal = new Error('quota service unreachable');
+    const throwing: PublishMiddleware = () => () => {
+      throw refusal;
+    };
+    const rejecting: PublishMiddleware = () => () => Promise.reject(refusal);
+    for (const middleware of [throwing, rejecting]) {
+      const broker = await memoryBroker({ publishMiddleware: [middleware] });
+      const error: unknown = await broker.publish('t', 1).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PublishError);
+      expect(error).toMatchObject({ topic: 't', retriable: true, cause: refusal, message: 'publish to t failed: quota service unreachable' });
+      await broker.disconnect();
+    }
+  });
+
   it('load-balances a group round-robin and gives every plain subscriber a copy', async () => {
     const broker = await memoryBroker();
     const counts = [0, 0, 0];
