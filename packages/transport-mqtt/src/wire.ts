@@ -1,4 +1,4 @@
-import type { IPublishPacket, MqttClient } from 'mqtt';
+import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 
 /**
  * Writing PUBLISH and acknowledgement packets as one buffer.
@@ -14,16 +14,40 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
  * the same. Every other packet, and any PUBLISH with other properties (a topic
  * alias, ...), goes through mqtt.js unchanged.
  *
- * This relies on mqtt.js' `_writePacket(packet, cb)` (mqtt 5.x): where it is
- * missing nothing is installed and mqtt.js writes as before. This file is the
- * only one that knows that detail.
+ * Handing the properties to `publish` costs too: mqtt.js copies the options
+ * over its defaults (`{ ...defaults, ...options }`), and on Node 20 a key the
+ * defaults lack, such as `properties`, sends that copy down a slow path of
+ * most of a microsecond per publish. `publishOptions` therefore puts the
+ * properties in a carrier under `dup`, a key the defaults have, and
+ * `_sendPacket` moves them onto the packet before mqtt.js stores or writes it.
+ *
+ * This relies on mqtt.js' `_writePacket(packet, cb)` and
+ * `_sendPacket(packet, cb, cbStorePut, noStore)` (mqtt 5.x): where one is
+ * missing, its part is not installed and mqtt.js works as before. This file is
+ * the only one that knows that detail.
  */
 interface PacketWriter {
   _writePacket(packet: { cmd: string }, cb?: (error?: Error) => void): void;
+  _sendPacket(packet: { cmd: string; dup?: unknown; properties?: unknown }, cb?: unknown, cbStorePut?: unknown, noStore?: unknown): void;
   readonly noop: unknown;
   readonly stream: NodeJS.WritableStream & { cork?(): void; uncork?(): void };
   readonly options: { protocolVersion?: number };
   emit(event: 'packetsend', packet: unknown): boolean;
+}
+
+/** PUBLISH properties on their way from `publishOptions` to `_sendPacket`. */
+class PropertiesCarrier {
+  constructor(readonly properties: IPublishPacket['properties']) {}
+}
+
+/** Clients whose `_sendPacket` unpacks a PropertiesCarrier. */
+const carrying = new WeakSet<object>();
+
+/** Options for `client.publish`: the properties travel in a carrier where the client unpacks one. */
+export function publishOptions(client: MqttClient, qos: 0 | 1 | 2, retain: boolean, properties: IPublishPacket['properties']): IClientPublishOptions {
+  if (properties === undefined) return { qos, retain };
+  if (!carrying.has(client)) return { qos, retain, properties };
+  return { qos, retain, dup: new PropertiesCarrier(properties) as unknown as boolean };
 }
 
 /** Payloads larger than this are written as a second chunk instead of being copied. */
@@ -31,9 +55,21 @@ const COPY_LIMIT = 2_048;
 const CONTENT_TYPE = 0x03;
 const USER_PROPERTY = 0x26;
 
-/** Makes `client` write the packets described above as one buffer (once, right after it is created). */
+/** Makes `client` write the packets described above as one buffer and unpack carried properties (once, right after it is created). */
 export function installPacketWriter(client: MqttClient): void {
   const target = client as unknown as PacketWriter;
+  const send = target._sendPacket;
+  if (typeof send === 'function') {
+    target._sendPacket = function (this: PacketWriter, packet, cb, cbStorePut, noStore) {
+      const carrier = packet.dup;
+      if (carrier instanceof PropertiesCarrier) {
+        packet.properties = carrier.properties;
+        packet.dup = false;
+      }
+      send.call(this, packet, cb, cbStorePut, noStore);
+    };
+    carrying.add(client);
+  }
   const original = target._writePacket;
   if (typeof original !== 'function') return;
   let corked: PacketWriter['stream'] | undefined;

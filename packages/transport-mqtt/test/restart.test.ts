@@ -17,11 +17,14 @@ describe('broker restart mid-stream', () => {
     const total = 5_000;
     const received = new Set<number>();
     let deliveries = 0;
+    let unlabelled = 0;
     const states: ConnectionState[] = [];
     const subscriber = await open({ url: mosquitto.url, clientId: `ktm-restart-${t}`, clean: false, reconnectPeriodMs: 200 });
     subscriber.onStateChange((s) => void states.push(s));
     await subscriber.subscribe<{ n: number }>(t, (m) => {
       deliveries++;
+      // Publishes mqtt.js sends again after the reconnect must still carry their properties.
+      if (m.headers['content-type'] !== 'application/json') unlabelled++;
       received.add(m.body.n);
     }, { concurrency: 16 });
     const publisher = await open({ url: mosquitto.url, reconnectPeriodMs: 200 });
@@ -55,5 +58,6 @@ describe('broker restart mid-stream', () => {
     expect(states).toContain('reconnecting');
     expect(subscriber.state).toBe('connected');
     expect(deliveries).toBeGreaterThanOrEqual(total);
+    expect(unlabelled).toBe(0);
   }, 120_000);
 });
