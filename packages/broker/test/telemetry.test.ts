@@ -3,7 +3,7 @@ import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
 import { type Message, W3CTraceContext } from '@ktransport/broker';
-import { waitFor } from '@ktransport/broker/testing';
+import { sleep, waitFor } from '@ktransport/broker/testing';
 import { memoryBroker } from './helpers.js';
 
 function tracer(): { provider: BasicTracerProvider; exporter: InMemorySpanExporter } {
@@ -83,6 +83,30 @@ describe('tracing', () => {
     expect(span.status.code).toBe(SpanStatusCode.ERROR);
     expect(span.attributes['error.type']).toBe('RangeError');
     await failing.disconnect().catch(() => undefined);
+  });
+
+  it('ends a process span when an async handler settles, and marks a late rejection as failed', async () => {
+    const { provider, exporter } = tracer();
+    const broker = await memoryBroker({ tracing: { tracerProvider: provider }, redeliveryDelayMs: 10_000, drainTimeoutMs: 0 });
+    await broker.subscribe('slow', async () => {
+      await sleep(40);
+    });
+    await broker.subscribe('late', async () => {
+      await sleep(40);
+      throw new RangeError('sensor offline');
+    });
+    await broker.publish('slow', 1);
+    await broker.publish('late', 1);
+    await waitFor(() => exporter.getFinishedSpans().filter((s) => s.name.startsWith('process')).length === 2, 2000, () => 'spans missing');
+    const millis = (span: ReadableSpan): number => span.duration[0] * 1_000 + span.duration[1] / 1e6;
+    const slow = byName(exporter.getFinishedSpans(), 'process slow');
+    const late = byName(exporter.getFinishedSpans(), 'process late');
+    expect(millis(slow)).toBeGreaterThanOrEqual(35);
+    expect(slow.status.code).not.toBe(SpanStatusCode.ERROR);
+    expect(millis(late)).toBeGreaterThanOrEqual(35);
+    expect(late.status.code).toBe(SpanStatusCode.ERROR);
+    expect(late.attributes['error.type']).toBe('RangeError');
+    await broker.disconnect().catch(() => undefined);
   });
 
   it('emits nothing with tracing: false', async () => {
