@@ -14,17 +14,13 @@ type PublishProperties = NonNullable<IPublishPacket['properties']>;
  */
 export function toProperties(headers: Headers): PublishProperties {
   const properties: PublishProperties = {};
-  const user: Record<string, string> = {};
-  let count = 0;
+  let user: Record<string, string> | undefined;
   for (const name in headers) {
     const value = headers[name]!;
     if (name === HEADER.contentType) properties.contentType = value;
-    else {
-      user[name] = value;
-      count++;
-    }
+    else (user ??= {})[name] = value;
   }
-  if (count > 0) properties.userProperties = user;
+  if (user) properties.userProperties = user;
   return properties;
 }
 
