@@ -1,28 +1,30 @@
 interface Node<V> {
-  readonly children: Map<string, Node<V>>;
+  /** Named child levels; made when the first one is added. */
+  children: Map<string, Node<V>> | undefined;
   /** The `+` and `#` children, kept apart from the named levels: matching looks them up at every level. */
   one: Node<V> | undefined;
   rest: Node<V> | undefined;
-  readonly values: Set<V>;
+  /** Values of the filter ending here: an array, as a node holds one or a few and matching reads them for every message. */
+  readonly values: V[];
 }
 
 function node<V>(): Node<V> {
-  return { children: new Map(), one: undefined, rest: undefined, values: new Set() };
+  return { children: undefined, one: undefined, rest: undefined, values: [] };
 }
 
 function child<V>(parent: Node<V>, level: string): Node<V> | undefined {
-  return level === '+' ? parent.one : level === '#' ? parent.rest : parent.children.get(level);
+  return level === '+' ? parent.one : level === '#' ? parent.rest : parent.children?.get(level);
 }
 
 function setChild<V>(parent: Node<V>, level: string, value: Node<V> | undefined): void {
   if (level === '+') parent.one = value;
   else if (level === '#') parent.rest = value;
-  else if (value) parent.children.set(level, value);
-  else parent.children.delete(level);
+  else if (value) (parent.children ??= new Map()).set(level, value);
+  else parent.children?.delete(level);
 }
 
 function empty<V>(n: Node<V>): boolean {
-  return n.values.size === 0 && n.children.size === 0 && !n.one && !n.rest;
+  return n.values.length === 0 && !n.children?.size && !n.one && !n.rest;
 }
 
 /**
@@ -40,7 +42,7 @@ export class TopicTrie<V> {
       if (!next) setChild(current, level, (next = node()));
       current = next;
     }
-    current.values.add(value);
+    if (!current.values.includes(value)) current.values.push(value);
   }
 
   /** Removes a value; prunes branches left empty. */
@@ -52,7 +54,8 @@ export class TopicTrie<V> {
       current = child(current, level);
       if (!current) return;
     }
-    current.values.delete(value);
+    const index = current.values.indexOf(value);
+    if (index >= 0) current.values.splice(index, 1);
     for (let i = path.length - 1; i >= 0; i--) {
       const [parent, level] = path[i]!;
       if (!empty(child(parent, level)!)) break;
@@ -69,13 +72,17 @@ export class TopicTrie<V> {
 
   static #walk<V>(current: Node<V>, levels: string[], i: number, system: boolean, out: V[]): void {
     const wildcardsAllowed = !(system && i === 0);
-    if (wildcardsAllowed && current.rest) for (const v of current.rest.values) out.push(v);
+    if (wildcardsAllowed && current.rest) push(out, current.rest.values);
     if (i === levels.length) {
-      for (const v of current.values) out.push(v);
+      push(out, current.values);
       return;
     }
-    const exact = current.children.get(levels[i]!);
+    const exact = current.children?.get(levels[i]!);
     if (exact) TopicTrie.#walk(exact, levels, i + 1, system, out);
     if (wildcardsAllowed && current.one) TopicTrie.#walk(current.one, levels, i + 1, system, out);
   }
+}
+
+function push<V>(out: V[], values: readonly V[]): void {
+  for (let i = 0; i < values.length; i++) out.push(values[i]!);
 }
