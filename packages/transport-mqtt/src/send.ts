@@ -22,7 +22,8 @@ export class Sender {
   readonly #options: ResolvedOptions;
   readonly #client: () => MqttClient | undefined;
   readonly #connected: () => boolean;
-  readonly #pending = new Set<(error: Error) => void>();
+  /** Publishes waiting for mqtt.js' callback, newest first: `failPending` settles them. */
+  #pending: Pending | undefined;
   /** QoS 1/2 publishes awaiting their acknowledgement, and those waiting for one of them to finish. */
   #inflight = 0;
   readonly #waiting: { readonly go: () => void; readonly fail: (error: Error) => void }[] = [];
@@ -34,25 +35,25 @@ export class Sender {
   }
 
   send(message: OutgoingMessage<SendOptions>): Promise<void> {
-    let prepared: { client: MqttClient; qos: number; publishOptions: IClientPublishOptions };
+    const client = this.#client();
+    if (!client) return Promise.reject(new ConnectionError(`cannot publish to ${message.topic}: mqtt broker is not connected`));
+    let publishOptions: IClientPublishOptions;
     try {
-      prepared = this.#prepare(message);
+      publishOptions = this.#prepare(message, client);
     } catch (error) {
       return Promise.reject(error);
     }
-    const { client, qos, publishOptions } = prepared;
     const { topic, payload } = message;
+    const qos = publishOptions.qos ?? 0;
     const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     // A free slot is taken at once; waiting for one costs a promise only when the window is full.
     if (qos === 0 || this.#tryAcquire(client)) return this.#write(client, topic, bytes, publishOptions, qos > 0);
     return new Promise<void>((go, fail) => this.#waiting.push({ go, fail })).then(() => this.#write(client, topic, bytes, publishOptions, true));
   }
 
-  /** Checks what can be checked before anything is sent; throws typed errors. */
-  #prepare(message: OutgoingMessage<SendOptions>): { client: MqttClient; qos: number; publishOptions: IClientPublishOptions } {
+  /** Checks what can be checked before anything is sent; throws typed errors. Returns the options for mqtt.js. */
+  #prepare(message: OutgoingMessage<SendOptions>, client: MqttClient): IClientPublishOptions {
     const { topic, payload, headers, options } = message;
-    const client = this.#client();
-    if (!client) throw new ConnectionError(`cannot publish to ${topic}: mqtt broker is not connected`);
     if (!this.#connected()) throw new ConnectionError(`cannot publish to ${topic}: the connection to ${this.#options.url} was lost; reconnecting`);
     const qos = options.qos ?? 1;
     let properties: IClientPublishOptions['properties'];
@@ -73,7 +74,7 @@ export class Sender {
     if (limit !== undefined && packetSize(remaining) > limit) {
       throw new PayloadTooLargeError(topic, "packet (the broker's Maximum Packet Size)", packetSize(remaining), limit);
     }
-    return { client, qos, publishOptions: publishOptions(client, qos as 0 | 1 | 2, options.retain ?? false, properties) };
+    return publishOptions(client, qos as 0 | 1 | 2, options.retain ?? false, properties);
   }
 
   /**
@@ -97,28 +98,69 @@ export class Sender {
   /** Publishes; settles on the acknowledgement (or once written, QoS 0). `counted` publishes give their slot back when they settle. */
   #write(client: MqttClient, topic: string, bytes: Buffer, publishOptions: IClientPublishOptions, counted: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const fail = (error: Error): void => {
-        this.#pending.delete(fail);
-        if (counted) this.#release();
-        reject(error);
-      };
-      this.#pending.add(fail);
+      const pending = new Pending(topic, counted, resolve, reject, this.#settled);
+      if (this.#pending) this.#pending.previous = pending;
+      pending.next = this.#pending;
+      this.#pending = pending;
       try {
-        client.publish(topic, bytes, publishOptions, (error) => {
-          if (!this.#pending.delete(fail)) return;
-          if (counted) this.#release();
-          if (error) reject(publishFailure(topic, error));
-          else resolve();
-        });
+        client.publish(topic, bytes, publishOptions, pending.callback);
       } catch (error) {
-        if (this.#pending.has(fail)) fail(publishFailure(topic, error));
+        pending.settle(publishFailure(topic, error));
       }
     });
+  }
+
+  /** Ends a publish (once): out of the list, its flow-control slot back, its promise settled. */
+  readonly #settled = (pending: Pending, error: Error | undefined): void => {
+    this.#unlink(pending);
+    if (pending.counted) this.#release();
+    if (error) pending.reject(error);
+    else pending.resolve();
+  };
+
+  #unlink(pending: Pending): void {
+    const { previous, next } = pending;
+    if (previous) previous.next = next;
+    else if (this.#pending === pending) this.#pending = next;
+    if (next) next.previous = previous;
+    pending.previous = pending.next = undefined;
   }
 
   /** Rejects every publish still waiting for the broker (the connection is closed for good). */
   failPending(error: Error): void {
     for (const waiting of this.#waiting.splice(0)) waiting.fail(error);
-    for (const fail of [...this.#pending]) fail(error);
+    for (let pending = this.#pending; pending; ) {
+      const next = pending.next;
+      pending.settle(error);
+      pending = next;
+    }
+  }
+}
+
+/**
+ * A publish waiting for mqtt.js' callback, in the sender's list (no hashing per
+ * publish). It settles once: by mqtt.js' callback or by `failPending`, whichever
+ * comes first.
+ */
+class Pending {
+  previous: Pending | undefined;
+  next: Pending | undefined;
+  #done = false;
+
+  constructor(
+    readonly topic: string,
+    readonly counted: boolean,
+    readonly resolve: () => void,
+    readonly reject: (error: Error) => void,
+    readonly onSettled: (pending: Pending, error: Error | undefined) => void,
+  ) {}
+
+  /** mqtt.js' publish callback. */
+  readonly callback = (error?: Error): void => this.settle(error && publishFailure(this.topic, error));
+
+  settle(error: Error | undefined): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.onSettled(this, error);
   }
 }

@@ -95,6 +95,23 @@ describe('reconnecting', () => {
     await waitFor(() => broker.state === 'connected', 5_000, () => broker.state);
   });
 
+  it('rejects QoS 1 publishes still waiting for PUBACK with a ConnectionError when disconnect() closes the connection', async () => {
+    const p = await proxy();
+    // disconnect() waits up to connectTimeoutMs for a graceful close that a frozen connection never completes.
+    const broker = await open({ url: `mqtt://127.0.0.1:${p.port}`, reconnectPeriodMs: 5_000, connectTimeoutMs: 1_000 });
+    const t = topic('unconfirmed');
+    await broker.publish(t, 0, { qos: 1 });
+    p.freeze();
+    const waiting = [1, 2, 3].map((n) => outcome(broker.publish(t, n, { qos: 1 })));
+    await sleep(200);
+    await broker.disconnect();
+    const errors = await Promise.all(waiting);
+    for (const error of errors) {
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as Error).message).toMatch(/before the broker confirmed the message/);
+    }
+  });
+
   it('rejects a publish while the connection is lost with a retriable ConnectionError', async () => {
     const p = await proxy();
     const broker = await open({ url: `mqtt://127.0.0.1:${p.port}`, reconnectPeriodMs: 5_000 });
