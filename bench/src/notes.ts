@@ -8,12 +8,12 @@ export const PROFILE_NOTES: readonly { readonly prefix: string; readonly text: s
   {
     prefix: 'mqtt-raw',
     text:
-      'Profile: on a quiet machine ktransport spends about 9 µs of CPU per message at QoS 0, 256 B, against about 8 µs for mqtt.js alone; at QoS 1 it is ahead of mqtt.js ' +
-      '(acknowledgements are written as one buffer). The difference is the framework (pipeline, routing, acknowledgement tracking, sender: about 1 µs in the profile, plus ' +
-      'the garbage its per-message objects leave) and the wire format: every ktransport message carries its codec\'s content type (the MQTT 5 contentType property), which ' +
-      'the raw baseline does not send and which mqtt-packet parses on receive inside mqtt.js. A `message-id` user property (`messageIds: true`) costs several µs more in ' +
-      'mqtt.js, which is why it is off by default (compare `raw+headers`, which sends both and which ktransport beats). Between runs these ratios move by several percent ' +
-      'either way on this shared 2-core machine: compare the CPU µs per message column.',
+      'Profile: on a quiet machine ktransport spends about as much CPU per message as mqtt.js alone at QoS 0, 256 B (8.5-9 µs against 8.5-9), and less at QoS 1 ' +
+      '(acknowledgements are written as one buffer). What it adds, the framework (pipeline, routing, acknowledgement tracking: well under 1 µs in the profile) and the ' +
+      "wire format (every message carries its codec's content type, the MQTT 5 contentType property, which the raw baseline does not send and which mqtt-packet parses " +
+      'on receive inside mqtt.js), is about what its one-buffer PUBLISH encoding saves. A `message-id` user property (`messageIds: true`) costs several µs more in ' +
+      'mqtt.js, which is why it is off by default (compare `raw+headers`, which sends both and which ktransport beats). What is left is noise: between runs these ' +
+      'ratios move by several percent either way on this shared 2-core machine, as the per-round column shows.',
   },
   {
     prefix: 'mqtt-tracing',
@@ -22,7 +22,7 @@ export const PROFILE_NOTES: readonly { readonly prefix: string; readonly text: s
       'machine (30-40 µs on a loaded one): the SDK itself (span creation, attribute sanitising, id generation, the batch processor) about 5 µs, the garbage the spans leave ' +
       'about 3 µs, the AsyncLocalStorage context manager, whose promise hooks tax every promise in the process on Node 20, about 1.5 µs, and the `traceparent` user ' +
       "property that mqtt.js encodes and mqtt-packet parses. ktransport's own tracing code (middleware and W3C propagation) is about 1 µs. The 0.80 budget is 2 µs over raw " +
-      'mqtt.js at 8 µs per message: the SDK alone takes more than twice that.',
+      'mqtt.js at 8-9 µs per message: the SDK alone takes more than twice that.',
   },
   {
     prefix: 'mqtt-nestjs',
