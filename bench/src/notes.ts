@@ -53,8 +53,9 @@ export const PROFILE_NOTES: readonly { readonly prefix: string; readonly text: s
     text:
       'No cost grows with the number of subscriptions: matching walks the topic levels of the trie (one Map lookup per level) and the trie, routes and queues are ' +
       'constant time per delivery. With 10,000 subscriptions, each message touches a different subscription (its trie node, queue and middleware chain), which no ' +
-      'longer sit in the CPU caches: about 0.4 µs more per message in memory and 1.5 µs over MQTT, spread over the path. As the rest of the path got cheaper, that ' +
-      "fixed cost became a larger share of the memory broker's 3.3 µs per message. Single short rounds on this shared machine also move the ratio by 10-20%: compare the " +
-      'CPU µs per message column.',
+      'longer sit in the CPU caches: 0.4-0.5 µs more per message in memory and 1.5-2.5 µs over MQTT, spread over the path. As the rest of the path got cheaper, that ' +
+      "fixed cost became a larger share of the memory broker's 3.5 µs per message. (With one subscription the publisher runs ahead of its one handler and the queue " +
+      'holds much of the run at once, hence the larger RSS; the rate is the rate of delivery either way.) Single short rounds on this shared machine also move the ' +
+      'ratio by 10-20%: compare the CPU µs per message column.',
   },
 ];
