@@ -17,7 +17,7 @@ import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
  * Handing the properties to `publish` costs too: mqtt.js copies the options
  * over its defaults (`{ ...defaults, ...options }`), and on Node 20 a key the
  * defaults lack, such as `properties`, sends that copy down a slow path of
- * most of a microsecond per publish. `publishOptions` therefore puts the
+ * most of a microsecond per publish. `clientPublishOptions` therefore puts the
  * properties in a carrier under `dup`, a key the defaults have, and
  * `_sendPacket` moves them onto the packet before mqtt.js stores or writes it.
  *
@@ -44,7 +44,7 @@ class PropertiesCarrier {
 const carrying = new WeakSet<object>();
 
 /** Options for `client.publish`: the properties travel in a carrier where the client unpacks one. */
-export function publishOptions(client: MqttClient, qos: 0 | 1 | 2, retain: boolean, properties: IPublishPacket['properties']): IClientPublishOptions {
+export function clientPublishOptions(client: MqttClient, qos: 0 | 1 | 2, retain: boolean, properties: IPublishPacket['properties']): IClientPublishOptions {
   if (properties === undefined) return { qos, retain };
   if (!carrying.has(client)) return { qos, retain, properties };
   return { qos, retain, dup: new PropertiesCarrier(properties) as unknown as boolean };
