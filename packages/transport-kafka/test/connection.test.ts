@@ -1,12 +1,11 @@
 import { createServer, type Server } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AuthenticationError, ConfigurationError, ConnectionError, type ConnectionState } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaLogEntry, type KafkaSaslMechanism } from '@ktransport/transport-kafka';
-import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, ensureKafka, fast, KAFKA, KAFKA_SASL, SASL_PASSWORD, SASL_USER, unique } from './helpers.js';
+import { createTopic, fast, KAFKA, KAFKA_SASL, SASL_PASSWORD, SASL_USER, sharedKafka, unique } from './helpers.js';
 
-let admin: Admin;
+const kafka = sharedKafka();
 let closedPort: number;
 
 /** A port on loopback that nobody listens on. */
@@ -20,13 +19,7 @@ async function freePort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  await ensureKafka();
-  admin = await connectAdmin();
   closedPort = await freePort();
-}, 150_000);
-
-afterAll(async () => {
-  await admin?.disconnect();
 });
 
 describe('KafkaBroker brokers option', () => {
@@ -87,7 +80,7 @@ describe('KafkaBroker SASL', () => {
       const good = new KafkaBroker({ brokers: KAFKA_SASL, sasl: { mechanism, username: SASL_USER, password: SASL_PASSWORD }, ...fast });
       await good.connect();
       try {
-        const topic = await createTopic(admin, unique(`sasl-${mechanism}`), 1);
+        const topic = await createTopic(kafka.admin, unique(`sasl-${mechanism}`), 1);
         const got: number[] = [];
         await good.subscribe<{ n: number }>(topic, (m) => void got.push(m.body.n), { group: unique('g') });
         await good.publish(topic, { n: 42 });
@@ -114,10 +107,10 @@ describe('KafkaBroker identity and health', () => {
     const broker = new KafkaBroker({ brokers: KAFKA, clientId: 'saver-service', ...fast });
     await broker.connect();
     try {
-      const topic = await createTopic(admin, unique('client'), 1);
+      const topic = await createTopic(kafka.admin, unique('client'), 1);
       const group = unique('g');
       await broker.subscribe(topic, () => undefined, { group });
-      const { groups } = await admin.describeGroups([group]);
+      const { groups } = await kafka.admin.describeGroups([group]);
       expect(groups[0]!.members.map((m) => m.clientId)).toEqual(['saver-service']);
     } finally {
       await broker.disconnect();

@@ -1,41 +1,24 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DrainTimeoutError, type Message, SubscribeError } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { type KafkaBrokerOptions, KafkaBroker } from '@ktransport/transport-kafka';
-import type { Admin } from 'kafkajs';
-import { committedOffsets, connectAdmin, createTopic, ensureKafka, fast, KAFKA, unique, until } from './helpers.js';
+import { committedOffsets, createTopic, sharedKafka, unique, until } from './helpers.js';
 
 interface Body {
   readonly n: number;
 }
 
-let admin: Admin;
-const open: KafkaBroker[] = [];
+const kafka = sharedKafka();
 
-async function connected(options: Partial<KafkaBrokerOptions> = {}): Promise<KafkaBroker> {
-  const broker = new KafkaBroker({ brokers: KAFKA, ...fast, ...options, consumer: { ...fast.consumer, ...options.consumer } });
-  open.push(broker);
-  await broker.connect();
-  return broker;
-}
+const connected = (options?: Partial<KafkaBrokerOptions>): Promise<KafkaBroker> => kafka.connected(options);
 
 async function publishAll(broker: KafkaBroker, topic: string, from: number, to: number, partition?: number): Promise<void> {
   for (let n = from; n < to; n++) await broker.publish<Body>(topic, { n }, partition === undefined ? {} : { partition });
 }
 
-beforeAll(async () => {
-  await ensureKafka();
-  admin = await connectAdmin();
-}, 150_000);
-
-afterAll(async () => {
-  await Promise.all(open.map((b) => b.disconnect().catch(() => undefined)));
-  await admin?.disconnect();
-});
-
 describe('KafkaBroker offsets', () => {
   it('never commits past a failed message before it was retried successfully', async () => {
-    const topic = await createTopic(admin, unique('fail'), 1);
+    const topic = await createTopic(kafka.admin, unique('fail'), 1);
     const group = unique('g');
     const broker = await connected();
     const handled: number[] = [];
@@ -51,18 +34,18 @@ describe('KafkaBroker offsets', () => {
     await publishAll(broker, topic, 0, 10);
     await waitFor(() => attempts >= 5, 15_000, () => `attempts ${attempts}`);
     for (let sample = 0; sample < 5; sample++) {
-      expect((await committedOffsets(admin, group, topic)).get(0)).toBe(3);
+      expect((await committedOffsets(kafka.admin, group, topic)).get(0)).toBe(3);
       expect(handled).toEqual([0, 1, 2]);
       await sleep(50);
     }
     healed = true;
     await waitFor(() => handled.length === 10, 15_000, () => `handled ${handled}`);
     expect(handled).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    await until(async () => (await committedOffsets(admin, group, topic)).get(0) === 10, 'offset 10 is committed', 10_000);
+    await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 10, 'offset 10 is committed', 10_000);
   });
 
   it('keeps a message whose dead-letter publish failed, and commits past it once it was dead-lettered', async () => {
-    const topic = await createTopic(admin, unique('dlq-src'), 1);
+    const topic = await createTopic(kafka.admin, unique('dlq-src'), 1);
     const dlq = unique('dlq');
     const group = unique('g');
     const broker = await connected({ allowAutoTopicCreation: false, retry: { retries: 1, initialRetryTimeMs: 50 } });
@@ -77,11 +60,11 @@ describe('KafkaBroker offsets', () => {
     }, { group, retry: { attempts: 2, initialDelayMs: 5 }, deadLetter: dlq });
     await publishAll(broker, topic, 0, 6);
     await waitFor(() => attempts >= 4, 15_000, () => `attempts ${attempts}`);
-    expect((await committedOffsets(admin, group, topic)).get(0)).toBe(3);
+    expect((await committedOffsets(kafka.admin, group, topic)).get(0)).toBe(3);
     expect(handled).toEqual([0, 1, 2]);
-    await createTopic(admin, dlq, 1);
+    await createTopic(kafka.admin, dlq, 1);
     await waitFor(() => handled.length === 5, 20_000, () => `handled ${handled}`);
-    await until(async () => (await committedOffsets(admin, group, topic)).get(0) === 6, 'offset 6 is committed', 10_000);
+    await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 6, 'offset 6 is committed', 10_000);
     const dead: Message<Body>[] = [];
     await broker.subscribe<Body>(dlq, (m) => void dead.push(m), { fromBeginning: true });
     await waitFor(() => dead.length === 1, 10_000, () => 'dead letter not found');
@@ -90,7 +73,7 @@ describe('KafkaBroker offsets', () => {
   });
 
   it('stop under load: in-flight handlers finish, their offsets are committed, a new member continues without loss or repeat', async () => {
-    const topic = await createTopic(admin, unique('stop'), 3);
+    const topic = await createTopic(kafka.admin, unique('stop'), 3);
     const group = unique('g');
     const producer = await connected();
     await Promise.all(Array.from({ length: 300 }, (_, n) => producer.publish<Body>(topic, { n })));
@@ -110,7 +93,7 @@ describe('KafkaBroker offsets', () => {
     await waitFor(() => finished.size >= 60, 15_000, () => `handled ${finished.size}`);
     await first.disconnect();
     expect([...started].filter((n) => !finished.has(n))).toEqual([]);
-    const committed = await committedOffsets(admin, group, topic);
+    const committed = await committedOffsets(kafka.admin, group, topic);
     for (const [partition, handledOffsets] of offsets) {
       expect(handledOffsets).toEqual(handledOffsets.map((_, i) => i));
       expect(committed.get(partition), `partition ${partition}`).toBe(handledOffsets.length);
@@ -124,7 +107,7 @@ describe('KafkaBroker offsets', () => {
 
 describe('KafkaBroker drain', () => {
   it('drainTimeoutMs bounds disconnect: a handler still running is aborted and its message stays uncommitted for the next member', async () => {
-    const topic = await createTopic(admin, unique('drain-timeout'), 1);
+    const topic = await createTopic(kafka.admin, unique('drain-timeout'), 1);
     const group = unique('g');
     const first = await connected({ drainTimeoutMs: 300 });
     let aborted: boolean | undefined;
@@ -143,7 +126,7 @@ describe('KafkaBroker drain', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
     await waitFor(() => aborted !== undefined, 5_000, () => 'handler never finished');
     expect(aborted).toBe(true);
-    expect((await committedOffsets(admin, group, topic)).get(0)).toBe(0);
+    expect((await committedOffsets(kafka.admin, group, topic)).get(0)).toBe(0);
     const again: number[] = [];
     await (await connected()).subscribe<Body>(topic, (m) => void again.push(m.body.n), { group });
     await waitFor(() => again.length === 1, 10_000, () => 'not redelivered');
@@ -152,7 +135,7 @@ describe('KafkaBroker drain', () => {
 
 describe('KafkaBroker starting offsets', () => {
   it('a new group commits its starting offsets when it joins: nothing published after subscribe resolved is skipped', async () => {
-    const topic = await createTopic(admin, unique('start'), 3);
+    const topic = await createTopic(kafka.admin, unique('start'), 3);
     const group = unique('g');
     const broker = await connected();
     const got: number[] = [];
@@ -167,7 +150,7 @@ describe('KafkaBroker starting offsets', () => {
 
 describe('KafkaBroker consumer options', () => {
   it('redeliveryDelayMs is the pause before a failed message comes again', async () => {
-    const topic = await createTopic(admin, unique('delay'), 1);
+    const topic = await createTopic(kafka.admin, unique('delay'), 1);
     const broker = await connected({ consumer: { redeliveryDelayMs: 2_000 } });
     const at: number[] = [];
     await broker.subscribe<Body>(topic, () => {
@@ -181,7 +164,7 @@ describe('KafkaBroker consumer options', () => {
   });
 
   it('concurrency is the number of partitions handled at once, each in order', async () => {
-    const topic = await createTopic(admin, unique('concurrency'), 3);
+    const topic = await createTopic(kafka.admin, unique('concurrency'), 3);
     const producer = await connected();
     for (let partition = 0; partition < 3; partition++) await publishAll(producer, topic, partition * 10, partition * 10 + 3, partition);
     for (const concurrency of [3, 1]) {
@@ -206,7 +189,7 @@ describe('KafkaBroker consumer options', () => {
   });
 
   it('fromBeginning reads what was published before a new group existed; by default a new group starts at the end', async () => {
-    const topic = await createTopic(admin, unique('begin'), 1);
+    const topic = await createTopic(kafka.admin, unique('begin'), 1);
     const broker = await connected();
     await publishAll(broker, topic, 0, 3);
     const fromStart: number[] = [];
@@ -220,7 +203,7 @@ describe('KafkaBroker consumer options', () => {
   });
 
   it('sessionTimeoutMs reaches the group coordinator, which refuses one below its minimum', async () => {
-    const topic = await createTopic(admin, unique('session'), 1);
+    const topic = await createTopic(kafka.admin, unique('session'), 1);
     const broker = await connected({ consumer: { sessionTimeoutMs: 3_000 } });
     const error = await broker.subscribe(topic, () => undefined, { group: unique('g') }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SubscribeError);
@@ -228,7 +211,7 @@ describe('KafkaBroker consumer options', () => {
   });
 
   it('heartbeatIntervalMs bounds how late a member notices that another one joins', async () => {
-    const topic = await createTopic(admin, unique('heartbeat'), 2);
+    const topic = await createTopic(kafka.admin, unique('heartbeat'), 2);
     const group = unique('g');
     const first = await connected();
     await first.subscribe(topic, () => undefined, { group });
@@ -240,7 +223,7 @@ describe('KafkaBroker consumer options', () => {
   });
 
   it('rebalanceTimeoutMs: a member stuck in a handler is dropped from a rebalance after it, and its message is not lost', async () => {
-    const topic = await createTopic(admin, unique('rebalance'), 1);
+    const topic = await createTopic(kafka.admin, unique('rebalance'), 1);
     const group = unique('g');
     const options = { consumer: { rebalanceTimeoutMs: 2_000 } };
     const stuck = await connected(options);

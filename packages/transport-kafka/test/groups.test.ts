@@ -1,24 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Message } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker } from '@ktransport/transport-kafka';
-import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, ensureKafka, fast, KAFKA, unique } from './helpers.js';
+import { createTopic, sharedKafka, unique } from './helpers.js';
 
 interface Body {
   readonly n: number;
 }
 
-let admin: Admin;
-const open: KafkaBroker[] = [];
+const kafka = sharedKafka();
 
 /** Each broker stands for one service instance (its own connections). */
-async function instance(): Promise<KafkaBroker> {
-  const broker = new KafkaBroker({ brokers: KAFKA, ...fast });
-  open.push(broker);
-  await broker.connect();
-  return broker;
-}
+const instance = (): Promise<KafkaBroker> => kafka.connected();
 
 async function publishRange(broker: KafkaBroker, topic: string, from: number, to: number, chunk = 250): Promise<void> {
   for (let start = from; start < to; start += chunk) {
@@ -38,19 +31,9 @@ class Tally {
   }
 }
 
-beforeAll(async () => {
-  await ensureKafka();
-  admin = await connectAdmin();
-}, 150_000);
-
-afterAll(async () => {
-  await Promise.all(open.map((b) => b.disconnect().catch(() => undefined)));
-  await admin?.disconnect();
-});
-
 describe('KafkaBroker consumer groups', () => {
   it('two groups on one topic each receive all 1,000 messages', async () => {
-    const topic = await createTopic(admin, unique('two-groups'), 3);
+    const topic = await createTopic(kafka.admin, unique('two-groups'), 3);
     const [a, b] = [new Tally(), new Tally()];
     await (await instance()).subscribe<Body>(topic, a.add, { group: unique('ga') });
     await (await instance()).subscribe<Body>(topic, b.add, { group: unique('gb') });
@@ -59,7 +42,7 @@ describe('KafkaBroker consumer groups', () => {
   });
 
   it('two members of one group split 1,000 messages: none lost, none handled twice', async () => {
-    const topic = await createTopic(admin, unique('split'), 3);
+    const topic = await createTopic(kafka.admin, unique('split'), 3);
     const group = unique('g');
     const [first, second] = [new Tally(), new Tally()];
     await (await instance()).subscribe<Body>(topic, first.add, { group });
@@ -75,7 +58,7 @@ describe('KafkaBroker consumer groups', () => {
   });
 
   it('a member joins and another leaves in the middle of 10,000 messages: none lost', async () => {
-    const topic = await createTopic(admin, unique('churn'), 3);
+    const topic = await createTopic(kafka.admin, unique('churn'), 3);
     const group = unique('g');
     const seen = new Tally();
     const byJoiner = new Tally();
@@ -97,7 +80,7 @@ describe('KafkaBroker consumer groups', () => {
   });
 
   it('one group shared by subscriptions to different topics gives each topic to its own subscribers', async () => {
-    const [t1, t2] = [await createTopic(admin, unique('shared-1'), 3), await createTopic(admin, unique('shared-2'), 3)];
+    const [t1, t2] = [await createTopic(kafka.admin, unique('shared-1'), 3), await createTopic(kafka.admin, unique('shared-2'), 3)];
     const group = unique('service');
     const got = { [t1]: new Tally(), [t2]: new Tally() };
     for (let i = 0; i < 2; i++) {
@@ -112,7 +95,7 @@ describe('KafkaBroker consumer groups', () => {
   });
 
   it('a subscription without a group sees every message, like every other one without a group', async () => {
-    const topic = await createTopic(admin, unique('fanout'), 3);
+    const topic = await createTopic(kafka.admin, unique('fanout'), 3);
     const broker = await instance();
     const tallies = [new Tally(), new Tally()];
     const subs = [];
@@ -122,7 +105,7 @@ describe('KafkaBroker consumer groups', () => {
     await waitFor(() => tallies.every((t) => t.size === 100), 10_000, () => tallies.map((t) => t.size).join(','));
     for (const sub of subs) await sub.unsubscribe();
     // The generated groups are removed when their subscription ends.
-    const { groups } = await admin.describeGroups(subs.map((s) => s.group!));
+    const { groups } = await kafka.admin.describeGroups(subs.map((s) => s.group!));
     expect(groups.map((g) => g.state)).toEqual(['Dead', 'Dead']);
   });
 });

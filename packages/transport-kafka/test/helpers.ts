@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { KafkaBrokerOptions } from '@ktransport/transport-kafka';
+import { KafkaBroker, type KafkaBrokerOptions } from '@ktransport/transport-kafka';
 import kafkajs, { type Admin } from 'kafkajs';
+import { afterAll, beforeAll } from 'vitest';
 
 const { Kafka, logLevel } = kafkajs;
 
@@ -117,6 +118,44 @@ export async function until(condition: () => Promise<boolean>, what: string, tim
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** A test file's view of the shared broker: an admin client, and brokers that are closed after the file. */
+export interface SharedKafka {
+  /** Connected before the file's tests run. */
+  readonly admin: Admin;
+  /** A connected KafkaBroker on the shared broker with the `fast` timeouts (consumer options merged over them). */
+  connected(options?: Partial<KafkaBrokerOptions>): Promise<KafkaBroker>;
+}
+
+/**
+ * Registers the hooks of a test file that uses the shared broker: makes sure it
+ * runs and connects an admin client before the tests; afterwards disconnects
+ * every broker `connected` opened, then the admin client.
+ */
+export function sharedKafka(): SharedKafka {
+  let admin: Admin | undefined;
+  const open: KafkaBroker[] = [];
+  beforeAll(async () => {
+    await ensureKafka();
+    admin = await connectAdmin();
+  }, 150_000);
+  afterAll(async () => {
+    await Promise.all(open.map((b) => b.disconnect().catch(() => undefined)));
+    await admin?.disconnect();
+  });
+  return {
+    get admin(): Admin {
+      if (!admin) throw new Error('the admin client connects in beforeAll');
+      return admin;
+    },
+    async connected(options = {}) {
+      const broker = new KafkaBroker({ brokers: KAFKA, ...fast, ...options, consumer: { ...fast.consumer, ...options.consumer } });
+      open.push(broker);
+      await broker.connect();
+      return broker;
+    },
+  };
 }
 
 /** Committed offset per partition of a group (-1: none). */

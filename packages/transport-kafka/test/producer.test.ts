@@ -1,22 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigurationError, ConnectionError, type Message, PublishError } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import { type KafkaBrokerOptions, KafkaBroker, type KafkaNativeMessage, UnknownTopicError } from '@ktransport/transport-kafka';
-import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, ensureKafka, fast, KAFKA, unique } from './helpers.js';
+import { createTopic, fast, KAFKA, sharedKafka, unique } from './helpers.js';
 
 /** What kafkajs decodes beside the record: the record batch it came in. */
 type WithBatch = KafkaNativeMessage & { batchContext: { firstOffset: string; producerId: string } };
 
-let admin: Admin;
-const open: KafkaBroker[] = [];
+const kafka = sharedKafka();
 
-async function connected(options: Partial<KafkaBrokerOptions> = {}): Promise<KafkaBroker> {
-  const broker = new KafkaBroker({ brokers: KAFKA, ...fast, ...options });
-  open.push(broker);
-  await broker.connect();
-  return broker;
-}
+const connected = (options?: Partial<KafkaBrokerOptions>): Promise<KafkaBroker> => kafka.connected(options);
 
 /** Subscribes from the beginning and collects what arrives. */
 async function collect<T>(broker: KafkaBroker, topic: string): Promise<Message<T>[]> {
@@ -27,20 +20,10 @@ async function collect<T>(broker: KafkaBroker, topic: string): Promise<Message<T
 
 const batchOf = (m: Message): string => (m.raw as WithBatch).batchContext.firstOffset;
 
-beforeAll(async () => {
-  await ensureKafka();
-  admin = await connectAdmin();
-}, 150_000);
-
-afterAll(async () => {
-  await Promise.all(open.map((b) => b.disconnect().catch(() => undefined)));
-  await admin?.disconnect();
-});
-
 describe('KafkaBroker publish', () => {
   it('sends headers as Kafka headers, the key as the record key, and honours an explicit partition', async () => {
     const broker = await connected();
-    const topic = await createTopic(admin, unique('fields'), 3);
+    const topic = await createTopic(kafka.admin, unique('fields'), 3);
     const got = await collect<{ n: number }>(broker, topic);
     await broker.publish(topic, { n: 1 }, { key: 'order-7', partition: 2, headers: { 'x-tenant': 'acmé' } });
     await waitFor(() => got.length === 1, 10_000, () => 'nothing received');
@@ -53,7 +36,7 @@ describe('KafkaBroker publish', () => {
 
   it('sends every message with the same key to the same partition', async () => {
     const broker = await connected();
-    const topic = await createTopic(admin, unique('keys'), 3);
+    const topic = await createTopic(kafka.admin, unique('keys'), 3);
     const got = await collect<{ k: string }>(broker, topic);
     await Promise.all(Array.from({ length: 60 }, (_, i) => broker.publish(topic, { k: `k${i % 3}` }, { key: `k${i % 3}` })));
     await waitFor(() => got.length === 60, 10_000, () => `received ${got.length}`);
@@ -62,7 +45,7 @@ describe('KafkaBroker publish', () => {
 
   it('rejects a partition the topic does not have instead of dropping the message', async () => {
     const broker = await connected();
-    const topic = await createTopic(admin, unique('nopartition'), 3);
+    const topic = await createTopic(kafka.admin, unique('nopartition'), 3);
     const error = await broker.publish(topic, { n: 1 }, { partition: 7 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PublishError);
     expect(String(error)).toMatch(/partition 7 does not exist/);
@@ -70,7 +53,7 @@ describe('KafkaBroker publish', () => {
   });
 
   it('compression gzip shrinks a batch below the topic limit that rejects it uncompressed', async () => {
-    const topic = await createTopic(admin, unique('gzip'), 1, { 'max.message.bytes': '50000' });
+    const topic = await createTopic(kafka.admin, unique('gzip'), 1, { 'max.message.bytes': '50000' });
     const payload = new Uint8Array(200_000).fill(7);
     const plain = await connected();
     const error = await plain.publish(topic, payload, { codec: 'bytes' }).catch((e: unknown) => e);
@@ -84,7 +67,7 @@ describe('KafkaBroker publish', () => {
   });
 
   it('lingerMs holds a publish so that later ones share its request; each resolves once acknowledged', async () => {
-    const topic = await createTopic(admin, unique('linger'), 1);
+    const topic = await createTopic(kafka.admin, unique('linger'), 1);
     for (const [lingerMs, sameBatch] of [[300, true], [0, false]] as const) {
       const broker = await connected({ producer: { lingerMs } });
       const got = await collect<{ n: number; linger: number }>(broker, topic);
@@ -108,7 +91,7 @@ describe('KafkaBroker publish', () => {
       ['maxBatchBytes 2500', { producer: { maxBatchBytes: 2_500 } }, 5],
     ];
     for (const [name, options, minBatches] of cases) {
-      const topic = await createTopic(admin, unique('batch'), 1);
+      const topic = await createTopic(kafka.admin, unique('batch'), 1);
       const broker = await connected(options);
       const got = await collect<string>(broker, topic);
       await Promise.all(Array.from({ length: 10 }, () => broker.publish(topic, 'x'.repeat(1_000), { codec: 'text' })));
@@ -120,7 +103,7 @@ describe('KafkaBroker publish', () => {
   });
 
   it('acks 0 is fire-and-forget: a message the broker refuses still resolves', async () => {
-    const topic = await createTopic(admin, unique('acks'), 1, { 'max.message.bytes': '10000' });
+    const topic = await createTopic(kafka.admin, unique('acks'), 1, { 'max.message.bytes': '10000' });
     const big = new Uint8Array(50_000).fill(1);
     const acked = await connected({ producer: { idempotent: false, acks: 1 } });
     await expect(acked.publish(topic, big, { codec: 'bytes' })).rejects.toBeInstanceOf(PublishError);
@@ -129,7 +112,7 @@ describe('KafkaBroker publish', () => {
   });
 
   it('writes with an idempotent producer id by default and without one when idempotent is false', async () => {
-    const topic = await createTopic(admin, unique('idempotent'), 1);
+    const topic = await createTopic(kafka.admin, unique('idempotent'), 1);
     const reader = await connected();
     const got = await collect<{ idempotent: boolean }>(reader, topic);
     await (await connected()).publish(topic, { idempotent: true });
@@ -184,7 +167,7 @@ describe('KafkaBroker with the core options', () => {
         await next(message, context);
       }],
     });
-    const topic = await createTopic(admin, unique('core-options'), 1);
+    const topic = await createTopic(kafka.admin, unique('core-options'), 1);
     const got = await collect<{ n: number }>(broker, topic);
     await broker.publish(topic, { n: 5 });
     await waitFor(() => got.length === 1, 10_000, () => 'nothing received');
@@ -200,7 +183,7 @@ describe('KafkaBroker topicName', () => {
     const [orders, dead] = [`${prefix}/orders/created`, `${prefix}/orders/dead`];
     const broker = await connected({ topicName: (topic) => topic.replaceAll('/', '.') });
     await broker.createTopics([{ topic: orders, partitions: 1 }, { topic: dead, partitions: 1 }]);
-    const { topics } = await admin.fetchTopicMetadata({ topics: [`${prefix}.orders.created`, `${prefix}.orders.dead`] });
+    const { topics } = await kafka.admin.fetchTopicMetadata({ topics: [`${prefix}.orders.created`, `${prefix}.orders.dead`] });
     expect(topics).toHaveLength(2);
     const got: Message<{ n: number }>[] = [];
     const deadLetters: Message<{ n: number }>[] = [];
@@ -222,12 +205,12 @@ describe('KafkaBroker topicName', () => {
 describe('KafkaBroker topic administration', () => {
   it('creates topics with partitions and configs, leaves existing ones, and types refusals', async () => {
     const broker = await connected();
-    const topic = unique('admin');
+    const topic = unique('kafka.admin');
     await broker.createTopics({ topic, partitions: 4, config: { 'retention.ms': '3600000' } });
     await broker.createTopics([{ topic, partitions: 4 }]);
-    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    const { topics } = await kafka.admin.fetchTopicMetadata({ topics: [topic] });
     expect(topics[0]!.partitions).toHaveLength(4);
-    const [config] = (await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }] })).resources;
+    const [config] = (await kafka.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }] })).resources;
     expect(config!.configEntries[0]!.configValue).toBe('3600000');
     const error = await broker.createTopics({ topic: unique('rf'), replicationFactor: 2 }).catch((e: unknown) => e);
     expect(String(error)).toMatch(/AdminError: cannot create .*replication-factor is invalid/i);

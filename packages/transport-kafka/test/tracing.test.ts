@@ -1,22 +1,12 @@
 import { SpanKind } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Message } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker } from '@ktransport/transport-kafka';
-import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, ensureKafka, fast, KAFKA, unique } from './helpers.js';
+import { createTopic, fast, KAFKA, sharedKafka, unique } from './helpers.js';
 
-let admin: Admin;
-
-beforeAll(async () => {
-  await ensureKafka();
-  admin = await connectAdmin();
-}, 150_000);
-
-afterAll(async () => {
-  await admin?.disconnect();
-});
+const kafka = sharedKafka();
 
 describe('tracing across a real Kafka broker', () => {
   it('process is a child of send, with Kafka attributes', async () => {
@@ -25,7 +15,7 @@ describe('tracing across a real Kafka broker', () => {
     const broker = new KafkaBroker({ brokers: KAFKA, ...fast, tracing: { tracerProvider }, messageIds: true });
     await broker.connect();
     try {
-      const topic = await createTopic(admin, unique('traced'), 3);
+      const topic = await createTopic(kafka.admin, unique('traced'), 3);
       const group = unique('g');
       const got: Message[] = [];
       await broker.subscribe(topic, (m) => void got.push(m), { group });
