@@ -14,19 +14,25 @@ function nestOptions(clientId: string) {
   return { protocolVersion: 5, clientId, clean: true, keepalive: 60, connectTimeout: 10_000, reconnectPeriod: 1_000, resubscribe: true } as const;
 }
 
-/** NestJS microservices: ClientProxy.emit on one side, @EventPattern on the other. */
-export async function mqttNestjs(config: WorkerConfig): Promise<WorkerResult> {
-  const qos = config.qos ?? 1;
-  const receiver = new Receiver();
+/** A NestJS module whose one controller hands every event on `topic` to `receiver`. */
+function sinkModule(topic: string, receiver: Receiver): new () => object {
   @Controller()
   class SinkController {
-    @EventPattern(config.topic)
+    @EventPattern(topic)
     handle(data: unknown): void {
       receiver.record(data as Body);
     }
   }
   @Module({ controllers: [SinkController] })
   class SinkModule {}
+  return SinkModule;
+}
+
+/** NestJS microservices: ClientProxy.emit on one side, @EventPattern on the other. */
+export async function mqttNestjs(config: WorkerConfig): Promise<WorkerResult> {
+  const qos = config.qos ?? 1;
+  const receiver = new Receiver();
+  const SinkModule = sinkModule(config.topic, receiver);
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(SinkModule, {
     transport: Transport.MQTT,
     options: { ...nestOptions(`bench-nest-sub-${process.pid}`), url: config.mqttUrl, subscribeOptions: { qos } },
@@ -54,15 +60,7 @@ export async function mqttNestjs(config: WorkerConfig): Promise<WorkerResult> {
 export async function kafkaNestjs(config: WorkerConfig): Promise<WorkerResult> {
   await createTopic(config.kafkaBrokers, config.topic);
   const receiver = new Receiver();
-  @Controller()
-  class SinkController {
-    @EventPattern(config.topic)
-    handle(data: unknown): void {
-      receiver.record(data as Body);
-    }
-  }
-  @Module({ controllers: [SinkController] })
-  class SinkModule {}
+  const SinkModule = sinkModule(config.topic, receiver);
   let onJoin!: () => void;
   const joinedGroup = new Promise<void>((resolve) => (onJoin = resolve));
   // The consumer is made inside listen(): hook its group join as soon as it exists, before it connects.
