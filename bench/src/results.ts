@@ -88,6 +88,17 @@ export function writeResults(
   const find = (suite: string, scenario: string, impl: string): Measurement | undefined =>
     medians.find((m) => m.suite === suite && m.scenario === scenario && m.impl === impl);
   const scenarios = (suite: string): string[] => [...new Set(medians.filter((m) => m.suite === suite).map((m) => m.scenario))];
+  /** The medians of a suite, a row per scenario and implementation measured. */
+  const throughputTable = (suite: string, list: readonly string[], impls: readonly string[]): string[] => [
+    THROUGHPUT_HEAD,
+    THROUGHPUT_RULE,
+    ...list.flatMap((scenario) =>
+      impls.flatMap((impl) => {
+        const m = find(suite, scenario, impl);
+        return m ? [throughputRow(scenario, impl, m)] : [];
+      }),
+    ),
+  ];
   const targets: Target[] = [];
   const ratio = (a?: Measurement, b?: Measurement): number => (a && b && b.msgs_per_s > 0 ? a.msgs_per_s / b.msgs_per_s : NaN);
   const cpuRatio = (a?: Measurement, b?: Measurement): number => (a?.cpu_us_per_msg && b?.cpu_us_per_msg ? b.cpu_us_per_msg / a.cpu_us_per_msg : NaN);
@@ -116,13 +127,7 @@ export function writeResults(
   const mqtt = scenarios('mqtt');
   if (mqtt.length > 0) {
     lines.push('## MQTT end to end', '', 'Publish through `Broker`, receive in a `@Subscribe` handler (JSON codec); one publisher and one subscriber connection.', '');
-    lines.push(THROUGHPUT_HEAD, THROUGHPUT_RULE);
-    for (const scenario of mqtt) {
-      for (const impl of ['ktransport', 'ktransport+tracing', 'raw', 'raw+headers', 'nestjs']) {
-        const m = find('mqtt', scenario, impl);
-        if (m) lines.push(throughputRow(scenario, impl, m));
-      }
-    }
+    lines.push(...throughputTable('mqtt', mqtt, ['ktransport', 'ktransport+tracing', 'raw', 'raw+headers', 'nestjs']));
     lines.push(
       '',
       '`raw+headers` is mqtt.js alone sending what ktransport puts on the wire (content type and a message-id user property) and reading it back: the cost of the wire format, apart from the framework.',
@@ -155,13 +160,7 @@ export function writeResults(
   const kafka = scenarios('kafka');
   if (kafka.length > 0) {
     lines.push('## Kafka end to end', '', '256 B JSON bodies on a 3-partition topic; idempotent producer, acks -1; kcat (librdkafka) produces and consumes the same count as the native-client reference. The `publish` rows measure the producer alone: a message counts once the brokers acknowledged it.', '');
-    lines.push(THROUGHPUT_HEAD, THROUGHPUT_RULE);
-    for (const scenario of kafka) {
-      for (const impl of ['ktransport', 'raw', 'raw+headers', 'nestjs', 'kcat']) {
-        const m = find('kafka', scenario, impl);
-        if (m) lines.push(throughputRow(scenario, impl, m));
-      }
-    }
+    lines.push(...throughputTable('kafka', kafka, ['ktransport', 'raw', 'raw+headers', 'nestjs', 'kcat']));
     lines.push(
       '',
       '`raw+headers` is kafkajs alone with the `content-type` record header ktransport sends, read back on receive: kafkajs encodes every header with an encoder of its own, so this is the cost of the wire format, apart from the framework.',
@@ -216,11 +215,7 @@ export function writeResults(
   const scale = scenarios('scale');
   if (scale.length > 0) {
     lines.push('## Scale', '', 'One broker with 1 or 10,000 subscriptions (`+` and `#` filters alternating); every message matches one subscription, in turn. RSS after delivery.', '');
-    lines.push(THROUGHPUT_HEAD, THROUGHPUT_RULE);
-    for (const scenario of scale) {
-      const m = find('scale', scenario, 'ktransport');
-      if (m) lines.push(throughputRow(scenario, 'ktransport', m));
-    }
+    lines.push(...throughputTable('scale', scale, ['ktransport']));
     lines.push('', '| transport | 10,000 subscriptions / 1 subscription | by CPU |', '| --- | ---: | ---: |');
     for (const transport of ['memory', 'mqtt']) {
       const one = find('scale', `${transport} 1 subscription`, 'ktransport');
