@@ -33,6 +33,7 @@ export { CodecRegistry, defaultCodecs } from './codec/registry.js';
 export { jsonCodec } from './codec/json.js';
 export { textCodec } from './codec/text.js';
 export { bytesCodec } from './codec/bytes.js';
+export { asBuffer } from './codec/buffer.js';
 export { msgpackCodec } from './codec/msgpack.js';
 export { protobufCodec, type ProtobufCodecOptions, type ProtobufType } from './codec/protobuf.js';
 export {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  asBuffer,
   assertPublishTopic,
   type Broker,
   ConfigurationError,
@@ -224,7 +225,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       return Promise.reject(error);
     }
     const record: KafkaRecord = {
-      value: Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      value: asBuffer(payload),
       // The pipeline made these headers for this message alone: kafkajs reads them as they are.
       headers: message.headers,
     };

@@ -1,5 +1,5 @@
 import type { CommonBrokerOptions, Headers, PublishOptions, SubscribeOptions } from '@ktransport/broker';
-import { ConfigurationError, hasWildcard } from '@ktransport/broker';
+import { asBuffer, ConfigurationError, hasWildcard } from '@ktransport/broker';
 import type { IClientOptions } from 'mqtt';
 import { toProperties } from './headers.js';
 
@@ -229,7 +229,7 @@ export function clientOptions(resolved: ResolvedOptions, options: MqttBrokerOpti
     const { contentType, userProperties } = toProperties(will.headers);
     client.will = {
       topic: will.topic,
-      payload: Buffer.from(will.payload.buffer, will.payload.byteOffset, will.payload.byteLength),
+      payload: asBuffer(will.payload),
       qos: will.qos,
       retain: will.retain,
       ...(v5 ? { properties: { ...(contentType === undefined ? {} : { contentType }), ...(userProperties ? { userProperties } : {}) } } : {}),

@@ -1,5 +1,5 @@
 import type { OutgoingMessage } from '@ktransport/broker';
-import { ConnectionError } from '@ktransport/broker';
+import { asBuffer, ConnectionError } from '@ktransport/broker';
 import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import { HeadersNotSupportedError, PayloadTooLargeError, publishFailure } from './errors.js';
 import { KEY_HEADER, packetSize, remainingLength, toProperties } from './headers.js';
@@ -45,7 +45,7 @@ export class Sender {
     }
     const { topic, payload } = message;
     const qos = publishOptions.qos ?? 0;
-    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const bytes = asBuffer(payload);
     // A free slot is taken at once; waiting for one costs a promise only when the window is full.
     if (qos === 0 || this.#tryAcquire(client)) return this.#write(client, topic, bytes, publishOptions, qos > 0);
     return new Promise<void>((go, fail) => this.#waiting.push({ go, fail })).then(() => this.#write(client, topic, bytes, publishOptions, true));

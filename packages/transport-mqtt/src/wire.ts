@@ -35,7 +35,7 @@ interface PacketWriter {
   emit(event: 'packetsend', packet: unknown): boolean;
 }
 
-/** PUBLISH properties on their way from `publishOptions` to `_sendPacket`. */
+/** PUBLISH properties on their way from `clientPublishOptions` to `_sendPacket`. */
 class PropertiesCarrier {
   constructor(readonly properties: IPublishPacket['properties']) {}
 }
