@@ -177,6 +177,9 @@ export class MqttBroker implements Broker, ObservableConnection {
     const member = new Member(consumer, concurrency, wanted, route, this.#host);
     route.members.push(member);
     this.#members.add(member);
+    // From here on new messages for the route reach the member: what the resumed session delivered
+    // before goes first, or a key's order would depend on whether a message came before or after subscribe().
+    this.#unpark(route);
     try {
       if (!existing || wanted > route.qos) route.ready = this.#mqttSubscribe(route, route.wantedQos());
       await route.ready;
@@ -184,7 +187,6 @@ export class MqttBroker implements Broker, ObservableConnection {
       this.#detach(member);
       throw error;
     }
-    this.#unpark(route);
     return {
       topic: filter,
       ...(group === undefined ? {} : { group }),
