@@ -1,4 +1,4 @@
-import { BrokerError, TimeoutError } from './errors.js';
+import { BrokerError, ConfigurationError, TimeoutError } from './errors.js';
 import type { Server } from './server.js';
 
 export interface AppOptions {
@@ -22,9 +22,30 @@ export class StopError extends BrokerError {
   }
 }
 
+/** The outcome of one run: settles once the app has stopped (rejects with StopError when stopping failed). */
+interface Run {
+  readonly done: Promise<void>;
+  settle(error?: unknown): void;
+}
+
+function newRun(): Run {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Rejected only for callers that await it: nobody awaiting it is not an unhandled rejection.
+  done.catch(() => undefined);
+  return { done, settle: (error) => (error === undefined ? resolve() : reject(error)) };
+}
+
 /**
  * Starts its servers in order and stops them in reverse order, on `stop()` or on
- * a signal, within a time limit; `run()` resolves once the app has stopped.
+ * a signal, within a time limit; `run()` settles once the app has stopped. An
+ * app can be started again after it stopped. It never exits the process: after
+ * `run()` settles, the process ends when nothing else keeps it alive, or when
+ * the caller exits, with a status that says whether stopping succeeded.
  */
 export class App {
   readonly name: string;
@@ -33,9 +54,9 @@ export class App {
   readonly #signals: NodeJS.Signals[];
   readonly #log: (line: string) => void;
   #started: Server[] = [];
+  #phase: 'idle' | 'starting' | 'running' = 'idle';
   #stopping: Promise<void> | undefined;
-  #stopped!: () => void;
-  readonly #done = new Promise<void>((resolve) => (this.#stopped = resolve));
+  #run: Run = newRun();
   readonly #onSignal = (signal: NodeJS.Signals): void => {
     this.#log(`${this.name}: ${signal} received, stopping`);
     this.stop().catch((error: unknown) => this.#log(`${this.name}: ${error instanceof Error ? error.message : String(error)}`));
@@ -49,8 +70,16 @@ export class App {
     this.#log = options.logger ?? (() => undefined);
   }
 
-  /** Starts every server; if one fails, stops those already started and rejects with its error. */
+  /**
+   * Starts every server; if one fails, stops those already started and rejects
+   * with its error. Rejects when the app is already started; after a stop, it
+   * starts the app again.
+   */
   async start(): Promise<void> {
+    if (this.#stopping) await this.#stopping.catch(() => undefined);
+    if (this.#phase !== 'idle') throw new ConfigurationError(`${this.name} is already started; stop it before starting it again`);
+    this.#phase = 'starting';
+    this.#run = newRun();
     for (const signal of this.#signals) process.on(signal, this.#onSignal);
     for (const server of this.#servers) {
       try {
@@ -60,31 +89,53 @@ export class App {
         await this.stop().catch(() => undefined);
         throw error;
       }
+      if (this.#phase !== 'starting' || this.#stopping) {
+        // stop() (a signal) came while this server was starting: it was not among those stopped.
+        await server.stop().catch(() => undefined);
+        throw new BrokerError(`${this.name} was stopped while ${server.name} was starting`);
+      }
       this.#started.push(server);
       this.#log(`${this.name}: ${server.name} started`);
     }
+    this.#phase = 'running';
   }
 
-  /** Starts the app and resolves once it has stopped (after `stop()` or a signal). */
+  /**
+   * Starts the app and settles once it has stopped (after `stop()` or a signal):
+   * resolves when every server stopped in time, rejects with a StopError when
+   * one did not (messages may have been left unacknowledged for redelivery).
+   */
   async run(): Promise<void> {
     await this.start();
-    await this.#done;
+    await this.#run.done;
   }
 
-  /** Resolves once the app has stopped, for callers that started it with `start()`. */
+  /** Settles once the current run has stopped, as `run()` does, for callers that started it with `start()`. */
   get stopped(): Promise<void> {
-    return this.#done;
+    return this.#run.done;
   }
 
   /**
    * Stops started servers in reverse order, waiting at most `stopTimeoutMs` in
-   * all; servers reached after the deadline are still told to stop. Safe to call
-   * more than once.
+   * all; servers reached after the deadline are still told to stop. Rejects with
+   * a StopError naming every server that failed or ran out of time. Calls made
+   * while stopping share its outcome.
    */
   stop(): Promise<void> {
-    this.#stopping ??= this.#stopAll().finally(() => {
+    if (this.#stopping) return this.#stopping;
+    if (this.#phase === 'idle') return Promise.resolve();
+    const run = this.#run;
+    const stopping = this.#stopAll().then(
+      () => run.settle(),
+      (error: unknown) => {
+        run.settle(error);
+        throw error;
+      },
+    );
+    this.#stopping = stopping.finally(() => {
       for (const signal of this.#signals) process.off(signal, this.#onSignal);
-      this.#stopped();
+      this.#phase = 'idle';
+      this.#stopping = undefined;
     });
     return this.#stopping;
   }
@@ -92,7 +143,9 @@ export class App {
   async #stopAll(): Promise<void> {
     const errors: unknown[] = [];
     const deadline = Date.now() + this.#stopTimeoutMs;
-    for (const server of this.#started.reverse()) {
+    const started = this.#started.reverse();
+    this.#started = [];
+    for (const server of started) {
       const left = Math.max(0, deadline - Date.now());
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<never>((_, reject) => {
@@ -102,12 +155,12 @@ export class App {
         await Promise.race([server.stop(), expired]);
         this.#log(`${this.name}: ${server.name} stopped`);
       } catch (error) {
+        this.#log(`${this.name}: ${server.name} failed to stop: ${error instanceof Error ? error.message : String(error)}`);
         errors.push(error);
       } finally {
         clearTimeout(timer);
       }
     }
-    this.#started = [];
     if (errors.length > 0) throw new StopError(errors);
   }
 }

@@ -1,3 +1,5 @@
+import { headerText } from './text.js';
+
 /** Options shared by every ktransport error. */
 export interface BrokerErrorOptions {
   cause?: unknown;
@@ -53,6 +55,17 @@ export class SubscribeError extends BrokerError {
   }
 }
 
+/**
+ * The broker's TLS certificate did not verify (unknown CA, expired, wrong host
+ * name) or it refused ours: retrying with the same settings will not help.
+ */
+export class CertificateError extends ConnectionError {
+  override readonly code = 'CERTIFICATE_ERROR';
+  constructor(message: string, options: BrokerErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+  }
+}
+
 /** A payload could not be encoded or decoded by its codec. Never retriable. */
 export class DecodeError extends BrokerError {
   override readonly code = 'DECODE_ERROR';
@@ -67,13 +80,18 @@ export interface ValidationIssue {
   readonly path: string;
 }
 
+/** Issues a ValidationError's message lists; `issues` keeps them all. */
+const LISTED_ISSUES = 10;
+
 /** A decoded body did not satisfy the subscription's schema. Never retriable. */
 export class ValidationError extends BrokerError {
   override readonly code = 'VALIDATION_ERROR';
   readonly issues: readonly ValidationIssue[];
   constructor(topic: string, issues: readonly ValidationIssue[]) {
-    const detail = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
-    super(`body of ${topic} does not match the schema: ${detail}`, { retriable: false });
+    // A hostile body can fail with thousands of issues: the message names the first few, each bounded.
+    const listed = issues.slice(0, LISTED_ISSUES).map((i) => headerText(i.path ? `${i.path}: ${i.message}` : i.message, 200));
+    const more = issues.length > LISTED_ISSUES ? `; and ${issues.length - LISTED_ISSUES} more issue(s)` : '';
+    super(`body of ${topic} does not match the schema: ${listed.join('; ')}${more}`, { retriable: false });
     this.issues = issues;
   }
 }
@@ -95,11 +113,15 @@ export class TimeoutError extends BrokerError {
 export class DrainTimeoutError extends TimeoutError {
   /** Handlers still running when the time limit passed. */
   readonly pending: number;
-  constructor(pending: number, timeoutMs: number) {
-    super(`${pending} handler(s) still running after ${timeoutMs} ms of draining; their messages were not acknowledged`, {
+  /** Messages received but not started when stopping began (never started, left unacknowledged). */
+  readonly queued: number;
+  constructor(pending: number, timeoutMs: number, queued = 0) {
+    const left = queued > 0 ? ` (and ${queued} queued message(s) were not started)` : '';
+    super(`${pending} handler(s) still running after ${timeoutMs} ms of draining${left}; their messages were not acknowledged`, {
       retriable: false,
     });
     this.pending = pending;
+    this.queued = queued;
   }
 }
 

@@ -15,6 +15,7 @@ export type {
 export {
   AuthenticationError,
   BrokerError,
+  CertificateError,
   type BrokerErrorOptions,
   ConfigurationError,
   ConnectionError,
@@ -48,7 +49,7 @@ export { tracingConsumer, tracingPublisher, type TracingOptions } from './middle
 export { W3CTraceContext } from './middleware/propagation.js';
 export { metricsConsumer, metricsPublisher, type MetricsOptions } from './middleware/metrics.js';
 export { backoffDelay, HandlerFailedError, retry } from './middleware/retry.js';
-export { DEAD_LETTER_HEADER, deadLetter, type DeadLetterPublish } from './middleware/dead-letter.js';
+export { DEAD_LETTER_ERROR_MAX_BYTES, DEAD_LETTER_HEADER, deadLetter, DeadLetterError, type DeadLetterPublish } from './middleware/dead-letter.js';
 export { type ErrorReporter, recover } from './middleware/recover.js';
 export { timeout } from './middleware/timeout.js';
 export { validation } from './middleware/validation.js';
@@ -61,3 +62,5 @@ export { BrokerServer, type BrokerServerOptions, type Server, type ServiceResolv
 export { App, type AppOptions, StopError } from './app.js';
 export { MemoryBroker, type MemoryBrokerOptions } from './memory/broker.js';
 export { TopicTrie } from './memory/trie.js';
+export { errorText, HEADER_TEXT_MAX_BYTES, headerText, invalidTextIndex } from './text.js';
+export { isCertificateError, redactSecrets, redactUrl } from './security.js';

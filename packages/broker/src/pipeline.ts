@@ -5,6 +5,7 @@ import { CodecRegistry } from './codec/registry.js';
 import { BrokerError, ConfigurationError, PublishError } from './errors.js';
 import { HEADER, type Headers, type Message } from './message.js';
 import { deadLetter, type DeadLetterPublish } from './middleware/dead-letter.js';
+import type { ErrorReporter } from './middleware/recover.js';
 import { decode } from './middleware/decode.js';
 import { metricsConsumer, metricsPublisher } from './middleware/metrics.js';
 import type { Middleware, OutgoingMessage, PublishFn, PublishMiddleware } from './middleware/middleware.js';
@@ -13,6 +14,7 @@ import { retry } from './middleware/retry.js';
 import { timeout } from './middleware/timeout.js';
 import { tracingConsumer, tracingPublisher } from './middleware/tracing.js';
 import { validation } from './middleware/validation.js';
+import { errorText } from './text.js';
 
 /** Options every broker accepts, whatever its transport. */
 export interface CommonBrokerOptions {
@@ -37,7 +39,17 @@ export interface CommonBrokerOptions {
    * transport. Set the header yourself where you need a business id.
    */
   messageIds?: boolean;
+  /**
+   * Receives failures that no caller can be told of: a failed message that the
+   * dead-letter topic refused for good and that was therefore dropped
+   * (`DeadLetterError`, naming its topic, partition, offset and key). Default:
+   * one line on stderr through `console.error`.
+   */
+  onError?: ErrorReporter;
 }
+
+/** The default `onError`: one bounded line on stderr. */
+const reportToStderr: ErrorReporter = (error) => console.error(`ktransport: ${errorText(error, 2_048)}`);
 
 /** Publish options when the caller gave none: shared, never written to. */
 const NO_OPTIONS: PublishOptions = Object.freeze({});
@@ -64,6 +76,7 @@ export class MessagePipeline {
   readonly defaultCodec: string;
   readonly drainTimeoutMs: number;
   readonly #messageIds: boolean;
+  readonly #onError: ErrorReporter;
   readonly #consumerOuter: Middleware[] = [];
   readonly #publishOuter: PublishMiddleware[] = [];
 
@@ -73,6 +86,16 @@ export class MessagePipeline {
     this.codecs.get(this.defaultCodec);
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
     this.#messageIds = options.messageIds ?? false;
+    if (options.onError !== undefined && typeof options.onError !== 'function') throw new ConfigurationError('onError must be a function');
+    const onError = options.onError ?? reportToStderr;
+    // A throwing reporter must not turn a dropped message into a redelivery loop.
+    this.#onError = (error, message, context) => {
+      try {
+        onError(error, message, context);
+      } catch {
+        // nothing more can be done with it
+      }
+    };
     if (!(this.drainTimeoutMs >= 0)) throw new ConfigurationError(`drainTimeoutMs must be >= 0, got ${options.drainTimeoutMs}`);
     if (options.tracing !== false) {
       const tracing = typeof options.tracing === 'object' ? options.tracing : {};
@@ -131,7 +154,7 @@ export class MessagePipeline {
    */
   consumer(filter: string, handler: Handler<never>, options: SubscribeOptions, deadLetterPublish: DeadLetterPublish): Consumer {
     const inner: Middleware[] = [];
-    if (options.deadLetter) inner.push(deadLetter(options.deadLetter, deadLetterPublish));
+    if (options.deadLetter) inner.push(deadLetter(options.deadLetter, deadLetterPublish, this.#onError));
     if (options.retry) inner.push(retry(options.retry));
     if (options.timeoutMs !== undefined) inner.push(timeout(options.timeoutMs));
     inner.push(decode(this.codecs, options.codec ?? this.defaultCodec));
@@ -151,8 +174,8 @@ export class MessagePipeline {
     };
   }
 
-  /** Sends dead-letter bytes through `publish` with the bytes codec, keeping the original content type. */
+  /** Sends dead-letter bytes through `publish` with the bytes codec, keeping the original content type and key. */
   static deadLetterVia(publish: (topic: string, body: unknown, options: PublishOptions) => Promise<void>): DeadLetterPublish {
-    return (topic, payload, headers) => publish(topic, payload, { codec: 'bytes', headers });
+    return (topic, payload, headers, key) => publish(topic, payload, key === undefined ? { codec: 'bytes', headers } : { codec: 'bytes', headers, key });
   }
 }

@@ -61,4 +61,54 @@ describe('App', () => {
     expect((error as StopError).errors[0]).toBeInstanceOf(TimeoutError);
     expect(log).toContain('stop a');
   });
+
+  it('can be started again after it stopped, and a signal still stops the second run', async () => {
+    const log: string[] = [];
+    const app = new App({ servers: [server('a', log)], signals: ['SIGTERM'] });
+    await app.start();
+    await expect(app.start()).rejects.toThrow(/already started/);
+    await app.stop();
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+    const second = app.run();
+    await waitFor(() => log.length === 3, 2000, () => log.join());
+    expect(process.listenerCount('SIGTERM')).toBe(1);
+    process.emit('SIGTERM');
+    await second;
+    expect(log).toEqual(['start a', 'stop a', 'start a', 'stop a']);
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it('run() and stopped reject with the StopError when a server did not stop in time', async () => {
+    const log: string[] = [];
+    const app = new App({ servers: [server('slow', log, { stopMs: 300 })], stopTimeoutMs: 20, signals: ['SIGTERM'] });
+    const running = app.run();
+    await waitFor(() => log.length === 1, 2000, () => 'not started');
+    process.emit('SIGTERM');
+    await expect(running).rejects.toBeInstanceOf(StopError);
+    await expect(app.stopped).rejects.toBeInstanceOf(StopError);
+  });
+
+  it('stops a server that finished starting after stop() was called, and start() says so', async () => {
+    const log: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow: Server = {
+      name: 'slow',
+      async start() {
+        await gate;
+        log.push('start slow');
+      },
+      async stop() {
+        log.push('stop slow');
+      },
+    };
+    const app = new App({ servers: [server('a', log), slow], signals: [] });
+    const starting = app.start();
+    await waitFor(() => log.length === 1, 2000, () => 'a not started');
+    const stopping = app.stop();
+    release();
+    await expect(starting).rejects.toThrow(/stopped while slow was starting/);
+    await stopping;
+    expect(log).toEqual(['start a', 'stop a', 'start slow', 'stop slow']);
+  });
 });

@@ -7,6 +7,7 @@ import {
   DEAD_LETTER_HEADER,
   decode,
   DecodeError,
+  invalidTextIndex,
   jsonCodec,
   type Message,
   msgpackCodec,
@@ -80,6 +81,24 @@ describe('codecs', () => {
     expect(dead[1]?.headers[DEAD_LETTER_HEADER.attempts]).toBe('1');
     expect(new TextDecoder().decode(dead[1]?.body as Uint8Array)).toBe('{broken');
     expect(dead[1]?.headers['content-type']).toBe('application/json');
+    await broker.disconnect();
+  });
+
+  it('never quotes raw foreign bytes or an unbounded content type into the dead-letter reason', async () => {
+    const broker = await memoryBroker();
+    const dead: Message[] = [];
+    await broker.subscribe('dlq', (m) => void dead.push(m), { codec: 'bytes' });
+    await broker.subscribe('in', () => undefined, { deadLetter: 'dlq' });
+    await broker.publish('in', new Uint8Array([0x01]), { codec: 'bytes', headers: { 'content-type': 'application/json' } });
+    await broker.publish('in', new Uint8Array([0x7b]), { codec: 'bytes', headers: { 'content-type': `application/${'z'.repeat(65_500)}` } });
+    await waitFor(() => dead.length === 2, 2000, () => `${dead.length}`);
+    for (const m of dead) {
+      const reason = m.headers[DEAD_LETTER_HEADER.error] ?? '';
+      expect(invalidTextIndex(reason)).toBe(-1);
+      expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(1_024);
+    }
+    expect(dead[0]?.headers[DEAD_LETTER_HEADER.error]).toMatch(/cannot decode 1-byte payload on in as "application\/json": .*\\u0001/);
+    expect(dead[1]?.headers[DEAD_LETTER_HEADER.error]).toMatch(/^no codec registered for content type "application\/z+…"$/);
     await broker.disconnect();
   });
 

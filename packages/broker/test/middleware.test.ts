@@ -5,14 +5,18 @@ import {
   backoffDelay,
   chain,
   ConfigurationError,
+  DEAD_LETTER_ERROR_MAX_BYTES,
   DEAD_LETTER_HEADER,
+  DeadLetterError,
   DecodeError,
   type Handler,
   type HandlerContext,
   HandlerFailedError,
   type Headers,
   type Message,
+  invalidTextIndex,
   type Middleware,
+  PublishError,
   recover,
   retry,
   timeout,
@@ -127,6 +131,69 @@ describe('deadLetter', () => {
     });
   });
 
+  it('keeps the record key, and bounds and escapes the reason whatever the error quoted', async () => {
+    const sent: { headers: Headers; key: string | undefined }[] = [];
+    const run = deadLetter('dlq', async (_topic, _payload, headers, key) => void sent.push({ headers, key }))(() => {
+      throw new Error(`bad byte \u0001 then ${'x'.repeat(100_000)}`);
+    });
+    await run({ ...message(), key: 'same-customer' }, context());
+    expect(sent[0]?.key).toBe('same-customer');
+    const reason = sent[0]?.headers[DEAD_LETTER_HEADER.error] ?? '';
+    expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(DEAD_LETTER_ERROR_MAX_BYTES);
+    expect(reason.startsWith('bad byte \\u0001 then xxx')).toBe(true);
+    expect(invalidTextIndex(reason)).toBe(-1);
+  });
+
+  it('sends the reason headers alone when the copy with the original headers is refused for good', async () => {
+    const tries: Headers[] = [];
+    const reports: unknown[] = [];
+    const run = deadLetter(
+      'dlq',
+      async (_topic, _payload, headers) => {
+        tries.push(headers);
+        if (tries.length === 1) throw new PublishError('dlq', 'record too large', { retriable: false });
+      },
+      (error) => reports.push(error),
+    )(() => {
+      throw new Error('boom');
+    });
+    await run(message(), context());
+    expect(tries).toHaveLength(2);
+    expect(tries[0]?.['x-id']).toBe('1');
+    expect(tries[1]?.['x-id']).toBeUndefined();
+    expect(tries[1]).toMatchObject({ [DEAD_LETTER_HEADER.error]: 'boom', [DEAD_LETTER_HEADER.headersDropped]: 'true' });
+    expect(reports).toEqual([]);
+  });
+
+  it('reports and drops a message the dead-letter topic refuses for good, instead of redelivering it forever', async () => {
+    const reports: unknown[] = [];
+    let tries = 0;
+    const run = deadLetter(
+      'dlq',
+      async () => {
+        tries++;
+        throw new PublishError('dlq', 'record too large', { retriable: false });
+      },
+      (error) => reports.push(error),
+    )(() => {
+      throw new Error('boom');
+    });
+    await run({ ...message(), key: 'k-7', partition: 2, offset: '41' }, context());
+    expect(tries).toBe(2);
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toBeInstanceOf(DeadLetterError);
+    expect((reports[0] as DeadLetterError).message).toMatch(/devices\/1\/report \(partition 2, offset 41, key k-7\).*dlq.*record too large.*dropped/);
+  });
+
+  it('redelivers when the dead-letter publish may succeed later (retriable), even with a reporter', async () => {
+    const reports: unknown[] = [];
+    const run = deadLetter('dlq', () => Promise.reject(new PublishError('dlq', 'broker down', { retriable: true })), (e) => reports.push(e))(() => {
+      throw new Error('boom');
+    });
+    await expect(run(message(), context())).rejects.toThrow('broker down');
+    expect(reports).toEqual([]);
+  });
+
   it('fails the message when the dead-letter topic cannot be reached, so it is not lost', async () => {
     const run = deadLetter('dlq', () => Promise.reject(new Error('dlq unreachable')))(() => {
       throw new Error('boom');
@@ -189,5 +256,13 @@ describe('validation', () => {
     expect(issues.map((i) => i.path)).toEqual(['name', 'reading.value']);
     expect((error as ValidationError).message).toMatch(/^body of devices\/1\/report does not match the schema: name: /);
     expect((error as ValidationError).retriable).toBe(false);
+  });
+
+  it('names the first issues in its message and counts the rest, however many a hostile body makes', async () => {
+    const run = validation(z.array(z.number()))(() => undefined);
+    const error = (await failure(() => run(message(Array.from({ length: 20_000 }, () => 'x')), context()))) as ValidationError;
+    expect(error.issues).toHaveLength(20_000);
+    expect(error.message).toMatch(/and 19990 more issue\(s\)$/);
+    expect(error.message.length).toBeLessThan(3_000);
   });
 });

@@ -1,4 +1,5 @@
 import { ConfigurationError, DecodeError } from '../errors.js';
+import { headerText } from '../text.js';
 import { bytesCodec } from './bytes.js';
 import type { Codec } from './codec.js';
 import { mediaType } from './codec.js';
@@ -54,7 +55,7 @@ export class CodecRegistry {
     const known = this.#resolved.get(contentType);
     if (known) return known;
     const codec = this.#byContentType.get(normalize(contentType)) ?? this.#byMediaType.get(mediaType(contentType));
-    if (!codec) throw new DecodeError(`no codec registered for content type "${contentType}"`);
+    if (!codec) throw new DecodeError(`no codec registered for content type "${headerText(contentType, 100)}"`);
     // Bounded: foreign publishers could send any number of distinct values.
     if (this.#resolved.size >= 256) this.#resolved.clear();
     this.#resolved.set(contentType, codec);

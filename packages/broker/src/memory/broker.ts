@@ -104,17 +104,22 @@ export class MemoryBroker implements Broker, ObservableConnection {
   async disconnect(): Promise<void> {
     if (this.#state !== 'connected') return;
     this.#setState('closing');
+    // Queued messages are still handled while draining: an in-process broker cannot deliver them again later.
     const pending = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
     this.#abort.abort(new ConnectionError('memory broker disconnected'));
+    let queued = 0;
     for (const member of this.#members) {
       member.active = false;
-      for (const delivery of member.queue.drain()) this.#settle(delivery);
+      for (const delivery of member.queue.drain()) {
+        queued++;
+        this.#settle(delivery);
+      }
     }
     this.#members.clear();
     this.#groups.clear();
     this.#trie = new TopicTrie<Route>();
     this.#setState('disconnected');
-    if (pending > 0) throw new DrainTimeoutError(pending, this.#pipeline.drainTimeoutMs);
+    if (pending > 0) throw new DrainTimeoutError(pending - queued, this.#pipeline.drainTimeoutMs, queued);
   }
 
   publish<T = unknown>(topic: string, body: T, options?: PublishOptions): Promise<void> {
