@@ -47,8 +47,10 @@ describe('tracing', () => {
       'messaging.destination.name': 'devices/7/report',
       'messaging.operation.name': 'send',
       'messaging.operation.type': 'send',
+      'messaging.message.id': got[0]?.id,
       'messaging.message.body.size': 11,
     });
+    expect(got[0]?.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(process.attributes).toMatchObject({
       'messaging.system': 'memory',
       'messaging.destination.name': 'devices/7/report',

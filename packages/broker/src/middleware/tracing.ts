@@ -2,7 +2,7 @@ import type { Attributes, TextMapPropagator, TracerProvider } from '@opentelemet
 import { INVALID_SPAN_CONTEXT, isSpanContextValid, context as otelContext, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { HandlerContext } from '../broker.js';
 import { errorType } from '../errors.js';
-import type { Headers, Message } from '../message.js';
+import { HEADER, type Headers, type Message } from '../message.js';
 import type { Middleware, PublishMiddleware } from './middleware.js';
 import { W3CTraceContext } from './propagation.js';
 
@@ -50,6 +50,8 @@ export function tracingPublisher(options: TracingOptions): PublishMiddleware {
       'messaging.message.body.size': message.payload.byteLength,
     };
     if (message.key !== undefined && options.system === 'kafka') attributes['messaging.kafka.message.key'] = message.key;
+    const id = message.headers[HEADER.messageId];
+    if (id !== undefined) attributes['messaging.message.id'] = id;
     const span = tracer.startSpan(`send ${message.topic}`, { kind: SpanKind.PRODUCER, attributes });
     if (inert(span)) return next(message);
     const active = trace.setSpan(otelContext.active(), span);
