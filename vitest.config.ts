@@ -23,11 +23,28 @@ function sourceAliases(): { find: string; replacement: string }[] {
   return aliases.sort((a, b) => b.find.length - a.find.length);
 }
 
+/**
+ * Tests that need no broker, database or network peer beyond loopback servers
+ * they start themselves: `npm run test:unit` runs these alone, under a minute.
+ */
+const UNIT = [
+  'packages/broker/test/**/*.test.ts',
+  'packages/transport-grpc/test/**/*.test.ts',
+  'examples/quickstart/test/**/*.test.ts',
+  'examples/saver-service/test/config.test.ts',
+];
+
 export default defineConfig({
   resolve: { alias: sourceAliases() },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
+    projects: [
+      { extends: true, test: { name: 'unit', include: UNIT } },
+      {
+        extends: true,
+        test: { name: 'integration', include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'], exclude: UNIT },
+      },
+    ],
   },
 });
