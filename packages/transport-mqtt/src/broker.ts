@@ -7,14 +7,16 @@ import {
   ConnectionError,
   DrainTimeoutError,
   HEADER,
+  headerText,
   InFlight,
+  invalidTextIndex,
   MessagePipeline,
   SubscribeError,
 } from '@ktransport/broker';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { Acks, type Incoming } from './acks.js';
 import { Connection } from './connection.js';
-import { fromPacket, KEY_HEADER } from './headers.js';
+import { fromPacket, KEY_HEADER, MQTT_MAX_STRING } from './headers.js';
 import { Member, type MemberHost } from './member.js';
 import type { EncodedWill, InferOutput, MqttBrokerOptions, MqttPublishOptions, MqttSubscribeOptions, MqttWill, QoS, ResolvedOptions, Schema } from './options.js';
 import { clientOptions, qos, resolveOptions } from './options.js';
@@ -166,7 +168,12 @@ export class MqttBroker implements Broker, ObservableConnection {
     assertFilter(filter);
     if (filter.startsWith('$share/')) throw new ConfigurationError(`subscribe to the plain filter with the group option instead of "${filter}"`);
     const { group } = options;
-    if (group !== undefined && (group.length === 0 || /[/+#]/.test(group))) throw new ConfigurationError(`invalid group "${group}": it must be non-empty without /, + or #`);
+    if (group !== undefined && (group.length === 0 || /[/+#]/.test(group))) throw new ConfigurationError(`invalid group "${headerText(group, 200)}": it must be non-empty without /, + or #`);
+    // Mosquitto closes the connection of a SUBSCRIBE it cannot read, and mqtt.js would send it again on every reconnect.
+    const sent = group === undefined ? filter : `$share/${group}/${filter}`;
+    if (invalidTextIndex(sent) !== -1 || Buffer.byteLength(sent) > MQTT_MAX_STRING) {
+      throw new ConfigurationError(`cannot subscribe to "${headerText(sent, 200)}": a filter or group must be valid MQTT UTF-8 without control characters, at most 65,535 bytes`);
+    }
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     const wanted = qos('qos', options.qos ?? 1);

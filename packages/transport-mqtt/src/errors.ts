@@ -1,4 +1,4 @@
-import { AuthenticationError, BrokerError, ConnectionError, PublishError } from '@ktransport/broker';
+import { AuthenticationError, BrokerError, ConnectionError, headerText, PublishError } from '@ktransport/broker';
 
 /**
  * MQTT 3.1.1 has no user properties: publishing with headers the caller passed
@@ -22,6 +22,44 @@ export class PayloadTooLargeError extends PublishError {
     super(topic, `cannot publish to ${topic}: ${what} of ${size} bytes exceeds ${limit}`);
     this.size = size;
     this.limit = limit;
+  }
+}
+
+/** Why MQTT cannot carry a string: a character it does not allow, more than 65,535 UTF-8 bytes, or no string at all. */
+export type InvalidTextReason = 'invalid-character' | 'too-long' | 'not-a-string';
+
+function explain(reason: InvalidTextReason, detail: number): string {
+  if (reason === 'too-long') return `is ${detail} UTF-8 bytes long; an MQTT string holds at most 65,535`;
+  if (reason === 'not-a-string') return 'is not a string';
+  return `has a character MQTT strings must not carry (a control character, an unpaired surrogate or a noncharacter) at index ${detail}`;
+}
+
+/**
+ * A header (user property name or value, content type, `message-key`) that MQTT
+ * cannot carry. Refused before anything is sent: Mosquitto would close the
+ * connection, and mqtt.js would send the stored packet again on every reconnect.
+ * Not retriable; the connection is not affected.
+ */
+export class InvalidHeaderError extends PublishError {
+  override readonly code: string = 'INVALID_HEADER';
+  /** The header's name, escaped and shortened for display (`content-type`, `message-key` or a user property). */
+  readonly header: string;
+  readonly reason: InvalidTextReason;
+  constructor(topic: string, header: string, part: 'name' | 'value', reason: InvalidTextReason, detail: number) {
+    const name = headerText(header, 200);
+    super(topic, `cannot publish to ${headerText(topic, 200)}: the ${part} of header "${name}" ${explain(reason, detail)}`, { retriable: false });
+    this.header = name;
+    this.reason = reason;
+  }
+}
+
+/** A topic name MQTT cannot carry (see InvalidHeaderError). Not retriable; the connection is not affected. */
+export class InvalidTopicError extends PublishError {
+  override readonly code: string = 'INVALID_TOPIC';
+  readonly reason: InvalidTextReason;
+  constructor(topic: string, reason: InvalidTextReason, detail: number) {
+    super(topic, `cannot publish to ${headerText(topic, 200)}: the topic ${explain(reason, detail)}`, { retriable: false });
+    this.reason = reason;
   }
 }
 

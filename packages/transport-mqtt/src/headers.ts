@@ -1,6 +1,7 @@
 import type { Headers } from '@ktransport/broker';
-import { HEADER } from '@ktransport/broker';
+import { HEADER, invalidTextIndex } from '@ktransport/broker';
 import type { IPublishPacket } from 'mqtt';
+import { InvalidHeaderError, type InvalidTextReason, InvalidTopicError } from './errors.js';
 
 /** User property that carries `PublishOptions.key` (MQTT has no record key). */
 export const KEY_HEADER = 'message-key';
@@ -41,24 +42,75 @@ export function fromPacket(packet: IPublishPacket): Headers {
   return headers;
 }
 
-const utf8 = (text: string): number => Buffer.byteLength(text, 'utf8');
+/** MQTT's longest string: its length is a two-byte prefix. */
+export const MQTT_MAX_STRING = 65_535;
+
+/**
+ * The UTF-8 length of `text` as an MQTT string, or a negative number saying why
+ * MQTT cannot carry it: -1 not a string, -2 too long, -3 - i a character at
+ * index i it does not allow. One regular expression test and one length per
+ * string: this runs for every header of every publish.
+ */
+function measure(text: unknown): number {
+  if (typeof text !== 'string') return -1;
+  // More UTF-16 units than the limit is more bytes too: no need to scan it.
+  if (text.length > MQTT_MAX_STRING) return -2;
+  const invalid = invalidTextIndex(text);
+  if (invalid !== -1) return -3 - invalid;
+  const bytes = Buffer.byteLength(text, 'utf8');
+  return bytes > MQTT_MAX_STRING ? -2 : bytes;
+}
+
+function reasonOf(size: number, text: unknown): [InvalidTextReason, number] {
+  if (size === -1) return ['not-a-string', 0];
+  if (size === -2) return ['too-long', Buffer.byteLength(String(text), 'utf8')];
+  return ['invalid-character', -3 - size];
+}
+
+/** Bytes of a topic on the wire (with its length prefix); throws InvalidTopicError when MQTT cannot carry it. */
+export function topicSize(topic: string): number {
+  const size = measure(topic);
+  if (size < 0) throw new InvalidTopicError(topic, ...reasonOf(size, topic));
+  return 2 + size;
+}
+
+/** Bytes of a header on the wire (with its length prefix); throws InvalidHeaderError when MQTT cannot carry it. */
+function headerSize(topic: string, name: string, part: 'name' | 'value', text: unknown): number {
+  const size = measure(text);
+  if (size < 0) throw new InvalidHeaderError(topic, name, part, ...reasonOf(size, text));
+  return 2 + size;
+}
 
 function varintSize(value: number): number {
   return value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4;
 }
 
-/** The size in bytes of the remaining length of a PUBLISH packet, without its fixed header. */
+/**
+ * The remaining length of a PUBLISH packet (without its fixed header), after
+ * checking that MQTT can carry the topic and every property: a string it cannot
+ * carry throws InvalidTopicError or InvalidHeaderError before anything is sent.
+ */
 export function remainingLength(topic: string, payloadBytes: number, qos: number, properties: PublishProperties | undefined): number {
-  let size = 2 + utf8(topic) + (qos > 0 ? 2 : 0) + payloadBytes;
-  if (properties) {
-    let props = 0;
-    if (properties.contentType !== undefined) props += 1 + 2 + utf8(properties.contentType);
-    for (const [name, value] of Object.entries(properties.userProperties ?? {})) {
-      for (const v of Array.isArray(value) ? value : [value]) props += 1 + 2 + utf8(name) + 2 + utf8(v);
-    }
-    size += varintSize(props) + props;
-  }
+  let size = topicSize(topic) + (qos > 0 ? 2 : 0) + payloadBytes;
+  if (properties) size += propertiesSize(topic, properties);
   return size;
+}
+
+/** Bytes of the content type and user properties, with the property length before them; checks every string. */
+export function propertiesSize(topic: string, properties: PublishProperties): number {
+  let props = 0;
+  if (properties.contentType !== undefined) props += 1 + headerSize(topic, HEADER.contentType, 'value', properties.contentType);
+  const user = properties.userProperties;
+  for (const name in user) {
+    const value = user[name];
+    const nameBytes = headerSize(topic, name, 'name', name);
+    if (!Array.isArray(value)) {
+      props += 1 + nameBytes + headerSize(topic, name, 'value', value);
+      continue;
+    }
+    for (const v of value as unknown[]) props += 1 + nameBytes + headerSize(topic, name, 'value', v);
+  }
+  return varintSize(props) + props;
 }
 
 /** The whole PUBLISH packet size, as compared with a broker's Maximum Packet Size. */

@@ -1,7 +1,7 @@
 import type { CommonBrokerOptions, Headers, PublishOptions, SubscribeOptions } from '@ktransport/broker';
-import { asBuffer, ConfigurationError, hasWildcard } from '@ktransport/broker';
+import { asBuffer, ConfigurationError, hasWildcard, headerText, invalidTextIndex } from '@ktransport/broker';
 import type { IClientOptions } from 'mqtt';
-import { toProperties } from './headers.js';
+import { MQTT_MAX_STRING, remainingLength, toProperties } from './headers.js';
 
 /** MQTT quality of service: at most once, at least once, exactly once. */
 export type QoS = 0 | 1 | 2;
@@ -132,6 +132,8 @@ export function resolveOptions(options: MqttBrokerOptions, randomId: string): Re
   const clean = options.clean ?? true;
   if (!clean && !options.clientId) throw new ConfigurationError('a persistent session (clean: false) needs a fixed clientId');
   if (options.clientId !== undefined && options.clientId.length === 0) throw new ConfigurationError('clientId must not be empty');
+  mqttString('clientId', options.clientId);
+  mqttString('username', options.username);
   if (protocolVersion === 4) {
     for (const name of ['sessionExpiryInterval', 'receiveMaximum'] as const) {
       if (options[name] !== undefined) throw new ConfigurationError(`${name} is an MQTT 5 property; it cannot be used with protocolVersion 4`);
@@ -149,7 +151,7 @@ export function resolveOptions(options: MqttBrokerOptions, randomId: string): Re
   const maxPayloadBytes = integer('maxPayloadBytes', options.maxPayloadBytes ?? MQTT_MAX_PAYLOAD, 0, MQTT_MAX_PAYLOAD);
   const redeliveryDelayMs = integer('redeliveryDelayMs', options.redeliveryDelayMs ?? 1_000, 0, 2 ** 31 - 1);
   if (options.will) {
-    if (!options.will.topic || hasWildcard(options.will.topic) || options.will.topic.includes('\u0000')) throw new ConfigurationError(`invalid will topic "${options.will.topic}"`);
+    if (!options.will.topic || hasWildcard(options.will.topic)) throw new ConfigurationError(`invalid will topic "${headerText(options.will.topic, 200)}"`);
     qos('will.qos', options.will.qos ?? 1);
   }
   return {
@@ -173,6 +175,14 @@ export function resolveOptions(options: MqttBrokerOptions, randomId: string): Re
 export function qos(name: string, value: unknown): QoS {
   if (value !== 0 && value !== 1 && value !== 2) throw new ConfigurationError(`${name} must be 0, 1 or 2, got ${String(value)}`);
   return value;
+}
+
+/** Refuses a string option that MQTT cannot carry in CONNECT (a control character, over 65,535 bytes). */
+function mqttString(name: string, value: string | undefined): void {
+  if (value === undefined) return;
+  const invalid = invalidTextIndex(value);
+  if (invalid !== -1) throw new ConfigurationError(`${name} has a character MQTT strings must not carry at index ${invalid}`);
+  if (Buffer.byteLength(value) > MQTT_MAX_STRING) throw new ConfigurationError(`${name} is longer than 65,535 UTF-8 bytes`);
 }
 
 function integer(name: string, value: number, min: number, max: number): number {
@@ -226,14 +236,31 @@ export function clientOptions(resolved: ResolvedOptions, options: MqttBrokerOpti
     client.rejectUnauthorized = tls.rejectUnauthorized ?? true;
   }
   if (will) {
-    const { contentType, userProperties } = toProperties(will.headers);
+    const properties = v5 ? toProperties(will.headers) : undefined;
+    checkWill(will, properties);
     client.will = {
       topic: will.topic,
       payload: asBuffer(will.payload),
       qos: will.qos,
       retain: will.retain,
-      ...(v5 ? { properties: { ...(contentType === undefined ? {} : { contentType }), ...(userProperties ? { userProperties } : {}) } } : {}),
+      ...(properties ? { properties } : {}),
     };
   }
   return client;
+}
+
+/**
+ * The will travels in CONNECT: a string MQTT cannot carry there would make every
+ * connection attempt fail, so it is refused when the broker is constructed. Its
+ * payload is a binary field with a two-byte length in CONNECT.
+ */
+function checkWill(will: EncodedWill, properties: ReturnType<typeof toProperties> | undefined): void {
+  try {
+    remainingLength(will.topic, 0, will.qos, properties);
+  } catch (error) {
+    throw new ConfigurationError(`invalid will: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  if (will.payload.byteLength > MQTT_MAX_STRING) {
+    throw new ConfigurationError(`the will body is ${will.payload.byteLength} bytes encoded; MQTT carries at most 65,535 in CONNECT`);
+  }
 }

@@ -51,7 +51,13 @@ export class Sender {
     return new Promise<void>((go, fail) => this.#waiting.push({ go, fail })).then(() => this.#write(client, topic, bytes, publishOptions, true));
   }
 
-  /** Checks what can be checked before anything is sent; throws typed errors. Returns the options for mqtt.js. */
+  /**
+   * Checks what can be checked before anything is sent; throws typed errors.
+   * Every string of the packet (topic, content type, user properties) is
+   * checked here, so that no packet Mosquitto would answer by closing the
+   * connection, and none with a string over 65,535 bytes, ever reaches mqtt.js.
+   * Returns the options for mqtt.js.
+   */
   #prepare(message: OutgoingMessage<SendOptions>, client: MqttClient): IClientPublishOptions {
     const { topic, payload, headers, options } = message;
     if (!this.#connected()) throw new ConnectionError(`cannot publish to ${topic}: the connection to ${this.#options.url} was lost; reconnecting`);

@@ -21,6 +21,10 @@ import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
  * properties in a carrier under `dup`, a key the defaults have, and
  * `_sendPacket` moves them onto the packet before mqtt.js stores or writes it.
  *
+ * Strings over 65,535 bytes never get here: the sender refuses them (and any
+ * string MQTT cannot carry) before calling mqtt.js (headers.ts). The checks
+ * below that hand such a packet to mqtt.js are a last resort, not a path taken.
+ *
  * This relies on mqtt.js' `_writePacket(packet, cb)` and
  * `_sendPacket(packet, cb, cbStorePut, noStore)` (mqtt 5.x): where one is
  * missing, its part is not installed and mqtt.js works as before. This file is
