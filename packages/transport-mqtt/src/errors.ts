@@ -13,13 +13,18 @@ export class HeadersNotSupportedError extends PublishError {
   }
 }
 
-/** The encoded message is larger than `maxPayloadBytes` or the broker's maximum packet size. */
+/**
+ * The encoded message is larger than `maxPayloadBytes` or the broker's Maximum
+ * Packet Size (checked before sending), or the broker refused it as too large
+ * (reason 0x95, e.g. Mosquitto's `message_size_limit`; `limit` is then unknown).
+ */
 export class PayloadTooLargeError extends PublishError {
   override readonly code: string = 'PAYLOAD_TOO_LARGE';
   readonly size: number;
-  readonly limit: number;
-  constructor(topic: string, what: string, size: number, limit: number) {
-    super(topic, `cannot publish to ${topic}: ${what} of ${size} bytes exceeds ${limit}`);
+  readonly limit: number | undefined;
+  constructor(topic: string, what: string, size: number, limit: number | undefined, options: { cause?: unknown } = {}) {
+    const why = limit === undefined ? `the broker refused the ${what} of ${size} bytes as too large (reason 0x95)` : `${what} of ${size} bytes exceeds ${limit}`;
+    super(topic, `cannot publish to ${topic}: ${why}`, { ...options, retriable: false });
     this.size = size;
     this.limit = limit;
   }
@@ -85,10 +90,14 @@ export function connectFailure(error: unknown, url: string, protocolVersion: 4 |
   return new ConnectionError(`cannot connect to ${url}: ${describe(error)}`, { cause: error });
 }
 
-/** Maps an mqtt.js publish callback error: a PUBACK/PUBREC reason code or a lost connection. */
-export function publishFailure(topic: string, error: unknown): BrokerError {
+/** PUBACK/PUBREC reason "packet too large" (Mosquitto's message_size_limit; see wire.ts). */
+const PACKET_TOO_LARGE = 0x95;
+
+/** Maps an mqtt.js publish callback error: a PUBACK/PUBREC reason code or a lost connection. `size`: the payload's bytes. */
+export function publishFailure(topic: string, error: unknown, size = 0): BrokerError {
   if (error instanceof BrokerError) return error;
   const code = reasonCode(error);
+  if (code === PACKET_TOO_LARGE) return new PayloadTooLargeError(topic, 'message', size, undefined, { cause: error });
   if (code !== undefined) {
     // 0x97 quota exceeded and 0x89 server busy may pass; not authorized, bad topic or too large will not.
     const retriable = code === 0x97 || code === 0x89 || code === 0x80;

@@ -104,14 +104,14 @@ export class Sender {
   /** Publishes; settles on the acknowledgement (or once written, QoS 0). `counted` publishes give their slot back when they settle. */
   #write(client: MqttClient, topic: string, bytes: Buffer, publishOptions: IClientPublishOptions, counted: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const pending = new Pending(topic, counted, resolve, reject, this.#settled);
+      const pending = new Pending(topic, bytes.length, counted, resolve, reject, this.#settled);
       if (this.#pending) this.#pending.previous = pending;
       pending.next = this.#pending;
       this.#pending = pending;
       try {
         client.publish(topic, bytes, publishOptions, pending.callback);
       } catch (error) {
-        pending.settle(publishFailure(topic, error));
+        pending.settle(publishFailure(topic, error, bytes.length));
       }
     });
   }
@@ -155,6 +155,8 @@ class Pending {
 
   constructor(
     readonly topic: string,
+    /** The payload's bytes, for a PayloadTooLargeError. */
+    readonly size: number,
     readonly counted: boolean,
     readonly resolve: () => void,
     readonly reject: (error: Error) => void,
@@ -162,7 +164,7 @@ class Pending {
   ) {}
 
   /** mqtt.js' publish callback. */
-  readonly callback = (error?: Error): void => this.settle(error && publishFailure(this.topic, error));
+  readonly callback = (error?: Error): void => this.settle(error && publishFailure(this.topic, error, this.size));
 
   settle(error: Error | undefined): void {
     if (this.#done) return;

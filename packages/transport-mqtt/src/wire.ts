@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 
 /**
@@ -59,8 +60,44 @@ const COPY_LIMIT = 2_048;
 const CONTENT_TYPE = 0x03;
 const USER_PROPERTY = 0x26;
 
+/**
+ * Reason 0x95 ("packet too large") in PUBACK and PUBREC.
+ *
+ * Mosquitto answers a QoS 1/2 PUBLISH larger than its `message_size_limit`
+ * with PUBACK (PUBREC) reason 0x95. MQTT 5 does not list 0x95 for these
+ * packets, and mqtt-packet 9's parser rejects it: it reports an error, and on
+ * its next `parse()` it starts over and throws away every byte it had buffered,
+ * so the acknowledgements that followed are lost and later publishes wait
+ * forever. The parser is made inside mqtt.js' `connect()`, with no hook per
+ * client, and it looks reason codes up in the table of mqtt-packet's
+ * `constants` module. So 0x95 is added to that table, once, in the very module
+ * instance mqtt.js loads (resolved from mqtt's own location, as its `require`
+ * does): mqtt.js' acknowledgement handler then fails the publish with reason
+ * code 0x95, which `publishFailure` turns into a PayloadTooLargeError.
+ *
+ * This is the only change to a shared module: other mqtt.js clients in the
+ * process accept 0x95 in PUBACK/PUBREC too, as a publish error instead of a
+ * broken parser. Where the module cannot be found (another layout, a bundle),
+ * nothing is changed and 0x95 stays a parse error.
+ */
+let packetTooLargeAccepted = false;
+
+function acceptPacketTooLarge(): void {
+  if (packetTooLargeAccepted) return;
+  packetTooLargeAccepted = true;
+  try {
+    const fromMqtt = createRequire(createRequire(import.meta.url).resolve('mqtt'));
+    const constants = fromMqtt('mqtt-packet/constants') as { MQTT5_PUBACK_PUBREC_CODES?: Record<number, string> };
+    const codes = constants.MQTT5_PUBACK_PUBREC_CODES;
+    if (codes && typeof codes === 'object' && codes[0x95] === undefined) codes[0x95] = 'Packet too large';
+  } catch {
+    // Not installed beside mqtt: see above.
+  }
+}
+
 /** Makes `client` write the packets described above as one buffer and unpack carried properties (once, right after it is created). */
 export function installPacketWriter(client: MqttClient): void {
+  acceptPacketTooLarge();
   const target = client as unknown as PacketWriter;
   const send = target._sendPacket;
   if (typeof send === 'function') {

@@ -1,8 +1,8 @@
 import { ConfigurationError, DEAD_LETTER_HEADER, type Message, PublishError } from '@ktransport/broker';
 import { HeadersNotSupportedError, PayloadTooLargeError } from '@ktransport/transport-mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ensureMosquitto, Mosquitto, tool } from './mosquitto.js';
+import { ensureMosquitto, tool } from './mosquitto.js';
 import { open, outcome, sleep, topic, waitFor } from './helpers.js';
 
 beforeAll(ensureMosquitto);
@@ -57,29 +57,6 @@ describe('bad input', () => {
     const error = await outcome(broker.publish(t, new Uint8Array(1_001), { codec: 'bytes' }));
     expect(error).toBeInstanceOf(PayloadTooLargeError);
     expect(error).toMatchObject({ size: 1_001, limit: 1_000 });
-  });
-
-  describe("the broker's maximum packet size", () => {
-    let small: Mosquitto;
-    beforeAll(async () => {
-      small = await Mosquitto.start({ persistence: false, global: ['allow_anonymous true', 'max_packet_size 2048'] });
-    });
-    afterAll(async () => {
-      await small?.destroy();
-    });
-
-    it('is checked before sending, so the connection survives an oversized message', async () => {
-      const broker = await open({ url: small.url });
-      const t = topic('packet');
-      const got: number[] = [];
-      await broker.subscribe<Uint8Array>(t, (m) => void got.push(m.body.byteLength), { codec: 'bytes' });
-      const error = await outcome(broker.publish(t, new Uint8Array(4_096), { codec: 'bytes' }));
-      expect(error).toBeInstanceOf(PayloadTooLargeError);
-      expect((error as PayloadTooLargeError).limit).toBe(2_048);
-      await broker.publish(t, new Uint8Array(1_000), { codec: 'bytes' });
-      await waitFor(() => got.length === 1, 5_000, () => 'small message lost');
-      expect(broker.state).toBe('connected');
-    });
   });
 });
 
