@@ -64,7 +64,11 @@ export interface MqttBrokerOptions extends CommonBrokerOptions {
    * on this connection still share its messages, but every connection gets every message.
    */
   sharedSubscriptions?: boolean;
-  /** MQTT 5: QoS 1/2 messages the broker may push before acknowledgements come back (1-65535). Default 65535. */
+  /**
+   * MQTT 5: QoS 1/2 messages the broker may push before acknowledgements come back (1-65535).
+   * Default 65535, sent in CONNECT: without it Mosquitto uses its max_inflight_messages (20)
+   * and queues at most max_queued_messages (1000) more per client, dropping the rest.
+   */
   receiveMaximum?: number;
   /** Largest payload `publish` accepts; larger ones reject with a PayloadTooLargeError. Default 268,435,455 (MQTT's limit). */
   maxPayloadBytes?: number;
@@ -100,12 +104,15 @@ export interface ResolvedOptions {
   readonly keepaliveSeconds: number;
   readonly connectTimeoutMs: number;
   readonly reconnectPeriodMs: number;
+  /** MQTT 5: sent in CONNECT; undefined on 3.1.1, which cannot send it. */
   readonly receiveMaximum: number | undefined;
   readonly sharedSubscriptions: boolean;
   readonly maxPayloadBytes: number;
   readonly redeliveryDelayMs: number;
 }
 
+/** MQTT 5's largest Receive Maximum, and the default this transport sends. */
+const MAX_RECEIVE_MAXIMUM = 65_535;
 /** MQTT's largest remaining length, the upper bound of any payload. */
 export const MQTT_MAX_PAYLOAD = 268_435_455;
 const NEVER_EXPIRES = 0xffff_ffff;
@@ -147,7 +154,8 @@ export function resolveOptions(options: MqttBrokerOptions, randomId: string): Re
   const keepaliveSeconds = integer('keepaliveSeconds', options.keepaliveSeconds ?? 60, 0, 65_535);
   const connectTimeoutMs = integer('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, 1, 2 ** 31 - 1);
   const reconnectPeriodMs = integer('reconnectPeriodMs', options.reconnectPeriodMs ?? 1_000, 1, 2 ** 31 - 1);
-  const receiveMaximum = options.receiveMaximum === undefined ? undefined : integer('receiveMaximum', options.receiveMaximum, 1, 65_535);
+  // Sent even when not set (MQTT 5): see the option.
+  const receiveMaximum = protocolVersion === 5 ? integer('receiveMaximum', options.receiveMaximum ?? MAX_RECEIVE_MAXIMUM, 1, MAX_RECEIVE_MAXIMUM) : undefined;
   const maxPayloadBytes = integer('maxPayloadBytes', options.maxPayloadBytes ?? MQTT_MAX_PAYLOAD, 0, MQTT_MAX_PAYLOAD);
   const redeliveryDelayMs = integer('redeliveryDelayMs', options.redeliveryDelayMs ?? 1_000, 0, 2 ** 31 - 1);
   if (options.will) {

@@ -3,6 +3,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mosquitto } from './mosquitto.js';
 import { open, sleep, topic, waitFor } from './helpers.js';
 
+/** Waits until `count()` reaches `target` or stops growing for `stillMs`; returns the count. */
+async function settledCount(count: () => number, target: number, stillMs: number): Promise<number> {
+  let last = -1;
+  let since = Date.now();
+  for (let i = 0; i < 600 && count() < target; i++) {
+    if (count() !== last) [last, since] = [count(), Date.now()];
+    else if (Date.now() - since >= stillMs) break;
+    await sleep(50);
+  }
+  return count();
+}
+
 /** How a promise settled within `ms`: 'ok', the error, or 'pending'. */
 function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
   let timer: NodeJS.Timeout | undefined;
@@ -89,4 +101,64 @@ describe("Mosquitto's message_size_limit (reason 0x95)", () => {
     expect(error).toBeInstanceOf(PayloadTooLargeError);
     expect(error).toMatchObject({ size: 2_000, limit: 900 });
   });
+});
+
+/**
+ * A stock Mosquitto sends a client at most max_inflight_messages (20) QoS 1/2
+ * messages unacknowledged, unless the client's CONNECT says otherwise (MQTT 5
+ * Receive Maximum), queues max_queued_messages (1000) more and drops the rest.
+ */
+describe('a Mosquitto at its stock configuration', () => {
+  let stock: Mosquitto;
+  beforeAll(async () => {
+    stock = await Mosquitto.start({ persistence: false, stock: true });
+  });
+  afterAll(async () => {
+    await stock?.destroy();
+  });
+
+  it('delivers every one of a burst of 2,000 QoS 1 messages to a subscriber whose handler takes 2 ms (default options, MQTT 5)', async () => {
+    const subscriber = await open({ url: stock.url });
+    const t = topic('stock-burst');
+    const got = new Set<number>();
+    await subscriber.subscribe<{ n: number }>(t, async (m) => {
+      await sleep(2);
+      got.add(m.body.n);
+    });
+    const publisher = await open({ url: stock.url });
+    await Promise.all(Array.from({ length: 2_000 }, (_, n) => publisher.publish(t, { n })));
+    expect(await settledCount(() => got.size, 2_000, 3_000)).toBe(2_000);
+  }, 60_000);
+
+  /** Publishes 2,000 QoS 1 messages while a 3.1.1 subscriber acknowledges none, then counts what it gets. */
+  async function burstToHeldSubscriber(mosquitto: Mosquitto): Promise<number> {
+    const subscriber = await open({ url: mosquitto.url, protocolVersion: 4 });
+    const t = topic('v311-burst');
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const got = new Set<number>();
+    await subscriber.subscribe<{ n: number }>(t, async (m) => {
+      await gate;
+      got.add(m.body.n);
+    });
+    const publisher = await open({ url: mosquitto.url });
+    await Promise.all(Array.from({ length: 2_000 }, (_, n) => publisher.publish(t, { n })));
+    release();
+    return settledCount(() => got.size, 2_000, 1_500);
+  }
+
+  it('drops, on MQTT 3.1.1 (no Receive Maximum), what exceeds max_inflight_messages + max_queued_messages unacknowledged', async () => {
+    const delivered = await burstToHeldSubscriber(stock);
+    expect(delivered).toBeGreaterThanOrEqual(1_000);
+    expect(delivered).toBeLessThanOrEqual(1_100); // 20 in flight + 1,000 queued; the broker dropped the rest
+  }, 60_000);
+
+  it('delivers all of it on MQTT 3.1.1 once max_queued_messages is raised (the README recommendation)', async () => {
+    const tuned = await Mosquitto.start({ persistence: false, stock: true, global: ['allow_anonymous true', 'max_queued_messages 10000'] });
+    try {
+      expect(await burstToHeldSubscriber(tuned)).toBe(2_000);
+    } finally {
+      await tuned.destroy();
+    }
+  }, 60_000);
 });

@@ -77,6 +77,12 @@ export interface MosquittoOptions {
   global?: string[];
   /** Keep sessions and messages across restarts (persistence true). Default true. */
   persistence?: boolean;
+  /**
+   * Mosquitto's own defaults for every limit (max_inflight_messages 20,
+   * max_queued_messages 1000, ...), as a user who installed the package has it.
+   * Default false: the tests' instances queue up to 100,000 messages per client.
+   */
+  stock?: boolean;
 }
 
 /** A private Mosquitto process with its own port, config and data directory. */
@@ -108,7 +114,7 @@ export class Mosquitto {
       `persistence ${options.persistence === false ? 'false' : 'true'}`,
       `persistence_location ${dir}/`,
       'autosave_interval 0',
-      'max_queued_messages 100000',
+      ...(options.stock ? [] : ['max_queued_messages 100000']),
       'log_dest stderr',
       'log_type error',
       'log_type warning',
