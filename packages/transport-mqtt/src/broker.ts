@@ -11,11 +11,11 @@ import {
   InFlight,
   invalidTextIndex,
   MessagePipeline,
-  SubscribeError,
 } from '@ktransport/broker';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { Acks, type Incoming } from './acks.js';
 import { Connection } from './connection.js';
+import { sharedSubscriptionsUnavailable, subscribeFailure } from './errors.js';
 import { fromPacket, KEY_HEADER, MQTT_MAX_STRING } from './headers.js';
 import { Member, type MemberHost } from './member.js';
 import type { EncodedWill, InferOutput, MqttBrokerOptions, MqttPublishOptions, MqttSubscribeOptions, MqttWill, QoS, ResolvedOptions, Schema } from './options.js';
@@ -205,14 +205,17 @@ export class MqttBroker implements Broker, ObservableConnection {
     const client = this.#client;
     if (!client) throw new ConnectionError(`cannot subscribe to ${route.filter}: mqtt broker is not connected`);
     const identifiers = this.#options.protocolVersion === 5 && client.serverProperties?.subscriptionIdentifiersAvailable !== false;
+    // MQTT 5 CONNACK "Shared Subscription Available: 0": a $share/ subscription would be refused or, worse, taken literally.
+    if (route.group !== undefined && route.mqttFilter !== route.filter && client.serverProperties?.sharedSubscriptionAvailable === false) {
+      throw sharedSubscriptionsUnavailable(route.filter, route.group, 'the broker announced in CONNACK that it has no shared subscriptions');
+    }
     const previous = route.qos;
     route.qos = wanted;
     try {
       await client.subscribeAsync(route.mqttFilter, identifiers ? { qos: wanted, properties: { subscriptionIdentifier: route.id } } : { qos: wanted });
     } catch (error) {
       route.qos = previous;
-      const detail = error instanceof Error ? error.message : String(error);
-      throw new SubscribeError(route.filter, `broker refused the subscription to ${route.mqttFilter}: ${detail}`, { cause: error });
+      throw subscribeFailure(route.filter, route.group, route.mqttFilter, error);
     }
   }
 

@@ -3,7 +3,7 @@ import { ConnectionError } from '@ktransport/broker';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { connect } from 'mqtt';
 import { DEFERRED } from './acks.js';
-import { connectFailure } from './errors.js';
+import { connectFailure, ProtocolVersionError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { installPacketWriter } from './wire.js';
 
@@ -98,8 +98,9 @@ export class Connection {
         cleanup();
         reject(error);
       }
+      const { url, protocolVersion } = this.options;
       function closed(): void {
-        fail(new ConnectionError('connection closed before the broker accepted it'));
+        fail(protocolVersion === 5 ? new ProtocolVersionError(url, 5, false) : new ConnectionError(`${url} closed the connection before answering the MQTT 3.1.1 CONNECT`));
       }
       client.on('connect', ok);
       client.on('error', fail);

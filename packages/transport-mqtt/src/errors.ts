@@ -1,4 +1,4 @@
-import { AuthenticationError, BrokerError, ConnectionError, headerText, PublishError } from '@ktransport/broker';
+import { AuthenticationError, BrokerError, ConnectionError, headerText, PublishError, SubscribeError } from '@ktransport/broker';
 
 /**
  * MQTT 3.1.1 has no user properties: publishing with headers the caller passed
@@ -68,6 +68,58 @@ export class InvalidTopicError extends PublishError {
   }
 }
 
+/**
+ * The broker does not speak the MQTT version of the CONNECT: it answered
+ * "unacceptable protocol version" (MQTT 3.1.1 return code 1, MQTT 5 reason
+ * 0x84), which is final, or it closed the connection of an MQTT 5 CONNECT
+ * without answering, as RabbitMQ 3.x's MQTT plugin does (retriable: a broker
+ * shutting down does that too).
+ */
+export class ProtocolVersionError extends ConnectionError {
+  override readonly code = 'PROTOCOL_VERSION';
+  readonly protocolVersion: 4 | 5;
+  constructor(url: string, protocolVersion: 4 | 5, refused: boolean, options: { cause?: unknown } = {}) {
+    const version = protocolVersion === 5 ? 'MQTT 5' : 'MQTT 3.1.1';
+    const what = refused
+      ? `${url} refused the ${version} CONNECT as an unacceptable protocol version`
+      : `${url} closed the connection without answering the ${version} CONNECT; a broker that does not speak ${version} does that (RabbitMQ 3.x's MQTT plugin speaks 3.1.1 only)`;
+    const hint = protocolVersion === 5 ? '; set protocolVersion: 4 (MQTT 3.1.1) for this broker' : '';
+    super(`${what}${hint}`, { ...options, retriable: !refused });
+    this.protocolVersion = protocolVersion;
+  }
+}
+
+/** SUBACK reason "shared subscriptions not supported". */
+const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED = 0x9e;
+
+/**
+ * A `group` subscription on a broker without shared subscriptions (its MQTT 5
+ * CONNACK says so, or it refused `$share/...` with reason 0x9E): a SubscribeError
+ * that says what to do instead of a subscription that would never deliver.
+ */
+export function sharedSubscriptionsUnavailable(filter: string, group: string, why: string, cause?: unknown): SubscribeError {
+  return new SubscribeError(
+    filter,
+    `cannot subscribe group "${group}" to ${filter}: ${why}. Set sharedSubscriptions: false in the MqttBroker options: ` +
+      'a group then subscribes to the plain filter, its members on this connection share the messages, but every connection (every instance of the service) gets every message',
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/** The SUBACK reason codes mqtt.js attaches to a refused subscription (`error.packet.granted`). */
+function subackCodes(error: unknown): number[] {
+  const granted = (error as { packet?: { granted?: unknown } } | null)?.packet?.granted;
+  return Array.isArray(granted) ? granted.filter((code): code is number => typeof code === 'number') : [];
+}
+
+/** Maps a failed SUBSCRIBE (mqtt.js' error, with the SUBACK reason codes). */
+export function subscribeFailure(filter: string, group: string | undefined, mqttFilter: string, error: unknown): SubscribeError {
+  if (group !== undefined && subackCodes(error).includes(SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)) {
+    return sharedSubscriptionsUnavailable(filter, group, `the broker refused ${mqttFilter} with reason 0x9e (shared subscriptions not supported)`, error);
+  }
+  return new SubscribeError(filter, `broker refused the subscription to ${mqttFilter}: ${describe(error)}`, { cause: error });
+}
+
 /** MQTT 5 CONNACK reason codes and MQTT 3.1.1 return codes that mean "wrong credentials". */
 const AUTH_REASON_V5 = new Set([0x86, 0x87, 0x8c]);
 const AUTH_RETURN_V4 = new Set([4, 5]);
@@ -85,6 +137,8 @@ function describe(error: unknown): string {
 export function connectFailure(error: unknown, url: string, protocolVersion: 4 | 5): BrokerError {
   if (error instanceof BrokerError) return error;
   const code = reasonCode(error);
+  // 1: MQTT 3.1.1's "unacceptable protocol version" (also what a 3.1.1 broker answers an MQTT 5 CONNECT); 0x84: MQTT 5's.
+  if (code === 1 || code === 0x84) return new ProtocolVersionError(url, protocolVersion, true, { cause: error });
   const refusedCredentials = code !== undefined && (protocolVersion === 5 ? AUTH_REASON_V5 : AUTH_RETURN_V4).has(code);
   if (refusedCredentials) return new AuthenticationError(`${url} refused the credentials: ${describe(error)}`, { cause: error });
   return new ConnectionError(`cannot connect to ${url}: ${describe(error)}`, { cause: error });
