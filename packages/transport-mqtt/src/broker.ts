@@ -68,7 +68,8 @@ export class MqttBroker implements Broker, ObservableConnection {
     this.#sender = new Sender(this.#options, () => (this.#phase === 'open' || this.#phase === 'draining' ? this.#client : undefined), () => this.#connection.state === 'connected');
     this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#sender.send(message));
     const abort = (): AbortSignal => this.#abort.signal;
-    const open = (): boolean => this.#phase === 'open' || this.#phase === 'draining';
+    // Draining starts nothing new: queued deliveries are left to the broker (see disconnect()).
+    const open = (): boolean => this.#phase === 'open';
     this.#host = {
       get signal() {
         return abort();
@@ -116,21 +117,25 @@ export class MqttBroker implements Broker, ObservableConnection {
   }
 
   /**
-   * Stops taking messages, lets the handlers of messages already received finish
-   * (bounded by drainTimeoutMs) and acknowledges them, then closes without
-   * acknowledging the rest: a persistent session gets those again.
+   * Stops taking messages and starts no queued one: messages received but not
+   * started (and failed ones waiting for redelivery) are given up at once,
+   * unacknowledged. Lets the handlers already running finish (bounded by
+   * drainTimeoutMs) and acknowledges them, then closes without acknowledging the
+   * rest: a persistent session gets those again.
    */
   async disconnect(): Promise<void> {
     if (this.#connecting) await this.#connecting.catch(() => undefined);
     if (this.#phase !== 'open') return;
     this.#phase = 'draining';
+    let queued = this.#redeliveries.size + this.#parked.length;
     for (const [timer, abandon] of this.#redeliveries) {
       clearTimeout(timer);
       abandon();
     }
     this.#redeliveries.clear();
     for (const { incoming } of this.#parked.splice(0)) incoming.finish(false);
-    const pending = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
+    for (const member of this.#members) queued += member.abandon();
+    const running = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
     this.#phase = 'closing';
     this.#abort.abort(new ConnectionError('mqtt broker disconnected'));
     for (const member of this.#members) {
@@ -145,7 +150,7 @@ export class MqttBroker implements Broker, ObservableConnection {
     this.#client = undefined;
     this.#acks = undefined;
     this.#phase = 'idle';
-    if (pending > 0) throw new DrainTimeoutError(pending, this.#pipeline.drainTimeoutMs);
+    if (running > 0) throw new DrainTimeoutError(running, this.#pipeline.drainTimeoutMs, queued);
   }
 
   publish<T = unknown>(topic: string, body: T, options?: MqttPublishOptions): Promise<void> {

@@ -8,7 +8,7 @@ import type { Route } from './routes.js';
 export interface MemberHost {
   /** Aborted when draining ran out of time. */
   readonly signal: AbortSignal;
-  /** False once the broker stopped starting handlers (drained or closed). */
+  /** False once the broker stopped starting handlers (draining or closed). */
   readonly open: boolean;
   /** Counts a delivery in flight for the broker's drain, until the matching `leave()`. */
   enter(): void;
@@ -75,9 +75,11 @@ export class Member {
     }
   }
 
-  /** Gives up every queued delivery, unacknowledged (shutdown). */
-  abandon(): void {
-    for (const delivery of this.#queue.splice(0)) this.#settle(delivery, false);
+  /** Gives up every queued delivery, unacknowledged (shutdown); returns how many there were. */
+  abandon(): number {
+    const queued = this.#queue.splice(0);
+    for (const delivery of queued) this.#settle(delivery, false);
+    return queued.length;
   }
 
   #start(delivery: Delivery): void {

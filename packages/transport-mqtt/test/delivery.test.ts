@@ -15,37 +15,72 @@ describe('acknowledgement after the handler settles', () => {
   it('drains on stop and redelivers what was not acknowledged to the next persistent session (same clientId, clean false)', async () => {
     const t = topic('drain');
     const clientId = `ktm-drain-${t}`;
+    const started: number[] = [];
     const finished: number[] = [];
     let stopping = false;
     let finishedWhileStopping = 0;
     const server = new MqttServer({ broker: { url: SHARED_URL, clientId, clean: false, drainTimeoutMs: 500, tracing: false, metrics: false } });
     server.subscribe<Body>(t, async (m, context) => {
+      started.push(m.body.n);
       if (m.body.n === 0) {
         // Never finishes by itself: still running when the drain time is up, so it is aborted.
         await new Promise((resolve) => context.signal.addEventListener('abort', resolve, { once: true }));
         return;
       }
-      await sleep(150);
+      // 4 is still running when stop() begins, and finishes while draining.
+      if (m.body.n === 4) await waitFor(() => stopping, 5_000, () => 'stop() was not called').then(() => sleep(50));
       finished.push(m.body.n);
       if (stopping) finishedWhileStopping++;
     }, { concurrency: 2 });
     await server.start();
     const publisher = await open();
-    // 0 blocks key "a", so 1 and 2 (key "a") never start; 3, 4 and 5 have no key and are handled.
+    // 0 blocks key "a", so 1 and 2 (key "a") wait; 3 is handled, 4 runs beside 0, and 5 waits for a free slot.
     for (const [n, key] of [[0, 'a'], [1, 'a'], [2, 'a'], [3], [4], [5]] as const) await publisher.publish<Body>(t, { n }, key ? { key } : {});
-    await waitFor(() => finished.length >= 1, 5_000, () => 'nothing finished');
+    await waitFor(() => started.includes(4), 5_000, () => `started ${started}`);
     stopping = true;
-    await expect(server.stop()).rejects.toMatchObject({ name: 'DrainTimeoutError', pending: 3 });
-    expect(finishedWhileStopping).toBeGreaterThan(0);
-    expect(finished.sort()).toEqual([3, 4, 5]);
+    // Running: 0 (aborted when the drain time is up) and 4 (finishes); queued, never started: 1, 2 and 5.
+    await expect(server.stop()).rejects.toMatchObject({ name: 'DrainTimeoutError', pending: 1, queued: 3 });
+    expect(finishedWhileStopping).toBe(1);
+    expect(finished).toEqual([3, 4]);
+    expect(started.sort()).toEqual([0, 3, 4]);
 
-    // The same session again: 0 (aborted), 1 and 2 (never started) come back, in key order; 3..5 were acknowledged.
+    // The same session again: 0 (aborted), 1, 2 and 5 (never started) come back, key "a" in order; 3 and 4 were acknowledged.
     const again: number[] = [];
     const next = await open({ clientId, clean: false, sessionExpiryInterval: 0 });
     await next.subscribe<Body>(t, (m) => void again.push(m.body.n));
-    await waitFor(() => again.length >= 3, 10_000, () => `again ${again}`);
+    await waitFor(() => again.length >= 4, 10_000, () => `again ${again}`);
     await sleep(300);
-    expect(again).toEqual([0, 1, 2]);
+    expect([...again].sort()).toEqual([0, 1, 2, 5]);
+    expect(again.filter((n) => n < 3)).toEqual([0, 1, 2]);
+  });
+
+  it('starts no queued message once stopping began: stop takes about one handler, and a persistent session loses nothing', async () => {
+    const t = topic('drain-queue');
+    const clientId = `ktm-drain-queue-${t}`;
+    const before: number[] = [];
+    const broker = await open({ clientId, clean: false });
+    let running = 0;
+    await broker.subscribe<Body>(t, async (m) => {
+      running++;
+      await sleep(200);
+      before.push(m.body.n);
+    }); // concurrency 1: the others wait in the queue
+    const publisher = await open();
+    for (let n = 0; n < 30; n++) await publisher.publish<Body>(t, { n });
+    await waitFor(() => running >= 1, 5_000, () => 'no handler started');
+    const stopping = Date.now();
+    await broker.disconnect(); // drainTimeoutMs is the default 10,000 ms
+    const took = Date.now() - stopping;
+    expect(took).toBeLessThan(1_500); // one 200 ms handler, not 30 of them
+    expect(before.length).toBeGreaterThanOrEqual(1);
+    expect(before.length).toBeLessThanOrEqual(3);
+
+    const after: number[] = [];
+    const next = await open({ clientId, clean: false, sessionExpiryInterval: 0 });
+    await next.subscribe<Body>(t, (m) => void after.push(m.body.n), { concurrency: 8 });
+    await waitFor(() => before.length + after.length >= 30, 10_000, () => `before ${before.length} after ${after.length}`);
+    await sleep(300);
+    expect([...before, ...after].sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, n) => n)); // none lost, none twice
   });
 
   it('does not serialize handlers: a slow subscription does not hold up another one', async () => {
