@@ -146,7 +146,7 @@ export class MqttBroker implements Broker, ObservableConnection {
     this.#routes.clear();
     this.#acks?.close();
     await this.#connection.close();
-    this.#sender.failPending(new ConnectionError(`disconnected from ${this.#options.url} before the broker confirmed the message`));
+    this.#sender.failPending(new ConnectionError(`disconnected from ${this.#options.displayUrl} before the broker confirmed the message`));
     this.#client = undefined;
     this.#acks = undefined;
     this.#phase = 'idle';

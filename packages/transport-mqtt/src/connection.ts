@@ -47,7 +47,7 @@ export class Connection {
     } catch (error) {
       client.end(true);
       this.#set('disconnected');
-      throw connectFailure(error, this.options.url, this.options.protocolVersion);
+      throw connectFailure(error, this.options.displayUrl, this.options.protocolVersion, this.options.secrets);
     }
     this.#client = client;
     client.on('connect', () => {
@@ -80,7 +80,7 @@ export class Connection {
   #first(client: MqttClient): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => fail(new ConnectionError(`no answer from ${this.options.url} within connectTimeoutMs (${this.options.connectTimeoutMs} ms)`)),
+        () => fail(new ConnectionError(`no answer from ${this.options.displayUrl} within connectTimeoutMs (${this.options.connectTimeoutMs} ms)`)),
         this.options.connectTimeoutMs,
       );
       const cleanup = (): void => {
@@ -98,7 +98,7 @@ export class Connection {
         cleanup();
         reject(error);
       }
-      const { url, protocolVersion } = this.options;
+      const { displayUrl: url, protocolVersion } = this.options;
       function closed(): void {
         fail(protocolVersion === 5 ? new ProtocolVersionError(url, 5, false) : new ConnectionError(`${url} closed the connection before answering the MQTT 3.1.1 CONNECT`));
       }

@@ -1,4 +1,4 @@
-import { AuthenticationError, BrokerError, ConnectionError, headerText, PublishError, SubscribeError } from '@ktransport/broker';
+import { AuthenticationError, BrokerError, CertificateError, ConnectionError, headerText, isCertificateError, PublishError, redactSecrets, SubscribeError } from '@ktransport/broker';
 
 /**
  * MQTT 3.1.1 has no user properties: publishing with headers the caller passed
@@ -133,15 +133,22 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Maps a failed first connection attempt to AuthenticationError or ConnectionError (typed errors pass through). */
-export function connectFailure(error: unknown, url: string, protocolVersion: 4 | 5): BrokerError {
+/**
+ * Maps a failed first connection attempt to a typed error: AuthenticationError,
+ * CertificateError (TLS verification failed on either side), ProtocolVersionError
+ * or ConnectionError; typed errors pass through. `url` is the redacted URL, and
+ * `secrets` are masked in the text taken from the cause.
+ */
+export function connectFailure(error: unknown, url: string, protocolVersion: 4 | 5, secrets: readonly string[]): BrokerError {
   if (error instanceof BrokerError) return error;
+  const detail = redactSecrets(describe(error), secrets);
+  if (isCertificateError(error)) return new CertificateError(`TLS certificate check with ${url} failed: ${detail}`, { cause: error });
   const code = reasonCode(error);
   // 1: MQTT 3.1.1's "unacceptable protocol version" (also what a 3.1.1 broker answers an MQTT 5 CONNECT); 0x84: MQTT 5's.
   if (code === 1 || code === 0x84) return new ProtocolVersionError(url, protocolVersion, true, { cause: error });
   const refusedCredentials = code !== undefined && (protocolVersion === 5 ? AUTH_REASON_V5 : AUTH_RETURN_V4).has(code);
-  if (refusedCredentials) return new AuthenticationError(`${url} refused the credentials: ${describe(error)}`, { cause: error });
-  return new ConnectionError(`cannot connect to ${url}: ${describe(error)}`, { cause: error });
+  if (refusedCredentials) return new AuthenticationError(`${url} refused the credentials: ${detail}`, { cause: error });
+  return new ConnectionError(`cannot connect to ${url}: ${detail}`, { cause: error });
 }
 
 /** PUBACK/PUBREC reason "packet too large" (Mosquitto's message_size_limit; see wire.ts). */

@@ -1,5 +1,5 @@
 import type { CommonBrokerOptions, Headers, PublishOptions, SubscribeOptions } from '@ktransport/broker';
-import { asBuffer, ConfigurationError, hasWildcard, headerText, invalidTextIndex } from '@ktransport/broker';
+import { asBuffer, ConfigurationError, hasWildcard, headerText, invalidTextIndex, redactUrl } from '@ktransport/broker';
 import type { IClientOptions } from 'mqtt';
 import { MQTT_MAX_STRING, remainingLength, toProperties } from './headers.js';
 
@@ -95,7 +95,12 @@ export interface MqttSubscribeOptions<S extends Schema = Schema> extends Subscri
 
 /** Every option with its default applied and checked. */
 export interface ResolvedOptions {
+  /** The URL to connect to; never put into text: see displayUrl. */
   readonly url: string;
+  /** The URL with its password masked (`redactUrl`), for error messages. */
+  readonly displayUrl: string;
+  /** Passwords (in the URL or the options) that must not appear in any error message. */
+  readonly secrets: readonly string[];
   readonly protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss';
   readonly protocolVersion: 4 | 5;
   readonly clientId: string;
@@ -121,19 +126,22 @@ const SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:']);
 /** Applies defaults and rejects bad values with a ConfigurationError, before anything connects. */
 export function resolveOptions(options: MqttBrokerOptions, randomId: string): ResolvedOptions {
   const url = options.url ?? 'mqtt://127.0.0.1:1883';
+  const displayUrl = redactUrl(url);
   let parsed: URL;
   try {
     parsed = new URL(url);
-  } catch (error) {
-    throw new ConfigurationError(`invalid MQTT url "${url}"`, { cause: error });
+  } catch {
+    // Not the cause: URL's error repeats the input, password included.
+    throw new ConfigurationError(`invalid MQTT url "${displayUrl}"`);
   }
   if (!SCHEMES.has(parsed.protocol)) {
-    throw new ConfigurationError(`unsupported MQTT url scheme "${parsed.protocol}" in "${url}"; use mqtt://, mqtts://, ws:// or wss://`);
+    throw new ConfigurationError(`unsupported MQTT url scheme "${parsed.protocol}" in "${displayUrl}"; use mqtt://, mqtts://, ws:// or wss://`);
   }
   const protocol = parsed.protocol.slice(0, -1) as ResolvedOptions['protocol'];
   if (options.tls && protocol !== 'mqtts' && protocol !== 'wss') {
-    throw new ConfigurationError(`tls options need an mqtts:// or wss:// url, got "${url}"`);
+    throw new ConfigurationError(`tls options need an mqtts:// or wss:// url, got "${displayUrl}"`);
   }
+  const secrets = [options.password, parsed.password, safeDecode(parsed.password)].filter((s): s is string => !!s);
   const protocolVersion = options.protocolVersion ?? 5;
   if (protocolVersion !== 4 && protocolVersion !== 5) throw new ConfigurationError(`protocolVersion must be 4 or 5, got ${String(protocolVersion)}`);
   const clean = options.clean ?? true;
@@ -164,6 +172,8 @@ export function resolveOptions(options: MqttBrokerOptions, randomId: string): Re
   }
   return {
     url,
+    displayUrl,
+    secrets,
     protocol,
     protocolVersion,
     clientId: options.clientId ?? `ktransport-${randomId}`,
@@ -177,6 +187,14 @@ export function resolveOptions(options: MqttBrokerOptions, randomId: string): Re
     maxPayloadBytes,
     redeliveryDelayMs,
   };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** Checks a QoS value from options; returns it typed. */

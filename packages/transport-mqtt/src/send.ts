@@ -60,7 +60,7 @@ export class Sender {
    */
   #prepare(message: OutgoingMessage<SendOptions>, client: MqttClient): IClientPublishOptions {
     const { topic, payload, headers, options } = message;
-    if (!this.#connected()) throw new ConnectionError(`cannot publish to ${topic}: the connection to ${this.#options.url} was lost; reconnecting`);
+    if (!this.#connected()) throw new ConnectionError(`cannot publish to ${topic}: the connection to ${this.#options.displayUrl} was lost; reconnecting`);
     const qos = options.qos ?? 1;
     let properties: IClientPublishOptions['properties'];
     if (this.#options.protocolVersion === 5) {

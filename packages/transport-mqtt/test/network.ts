@@ -1,14 +1,9 @@
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { WebSocketServer } from 'ws';
 
 /**
  * Plumbing between a client and a real Mosquitto, for what Mosquitto itself
- * cannot do here: a TCP proxy that can cut or freeze connections (last will,
- * keep-alive, connect timeout), and a WebSocket bridge (Debian's Mosquitto is
- * built without websockets; browsers' MQTT-over-WebSocket frames are relayed to
- * its TCP listener unchanged).
+ * cannot do: a TCP proxy that can cut or freeze connections (last will,
+ * keep-alive, connect timeout, lost connections).
  */
 export interface Relay {
   readonly port: number;
@@ -22,7 +17,7 @@ export interface TcpProxy extends Relay {
   freeze(): void;
 }
 
-function listen(server: Server | HttpServer): Promise<number> {
+function listen(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -33,7 +28,7 @@ function listen(server: Server | HttpServer): Promise<number> {
   });
 }
 
-function closer(server: Server | HttpServer, sockets: Set<Socket>): () => Promise<void> {
+function closer(server: Server, sockets: Set<Socket>): () => Promise<void> {
   return () => {
     for (const socket of sockets) socket.destroy();
     return new Promise((resolve) => server.close(() => resolve()));
@@ -70,38 +65,5 @@ export async function tcpProxy(target: number | undefined): Promise<TcpProxy> {
       for (const socket of sockets) frozen.add(socket);
     },
     close: closer(server, sockets),
-  };
-}
-
-/** A ws:// (or, with `tls`, wss://) endpoint whose binary frames go to 127.0.0.1:target over TCP. */
-export async function webSocketBridge(target: number, tls?: { cert: string; key: string }): Promise<Relay> {
-  const sockets = new Set<Socket>();
-  const http = tls ? createHttpsServer(tls) : createHttpServer();
-  http.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  const wss = new WebSocketServer({ server: http, handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false) });
-  wss.on('connection', (ws) => {
-    const upstream = createConnection({ host: '127.0.0.1', port: target });
-    sockets.add(upstream);
-    upstream.on('data', (chunk) => ws.send(chunk));
-    upstream.on('close', () => {
-      sockets.delete(upstream);
-      ws.close();
-    });
-    upstream.on('error', () => ws.terminate());
-    ws.on('message', (data: Buffer) => upstream.write(data));
-    ws.on('close', () => upstream.destroy());
-    ws.on('error', () => upstream.destroy());
-  });
-  const port = await listen(http);
-  return {
-    port,
-    close: async () => {
-      for (const client of wss.clients) client.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await closer(http, sockets)();
-    },
   };
 }

@@ -3,12 +3,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AuthenticationError, ConnectionError } from '@ktransport/broker';
+import { AuthenticationError, CertificateError, ConfigurationError, ConnectionError } from '@ktransport/broker';
 import { MqttBroker, type MqttBrokerOptions } from '@ktransport/transport-mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Mosquitto, SHARED_URL, tool } from './mosquitto.js';
-import { type Relay, webSocketBridge } from './network.js';
-import { open, topic, waitFor } from './helpers.js';
+import { freePort, Mosquitto, tool } from './mosquitto.js';
+import { type TcpProxy, tcpProxy } from './network.js';
+import { open, outcome, sleep, topic, waitFor } from './helpers.js';
 
 const exec = promisify(execFile);
 
@@ -20,6 +20,10 @@ interface Pki {
   serverKey: string;
   clientCert: string;
   clientKey: string;
+  /** A second CA and a client certificate it signed: trusted by nobody here. */
+  otherCa: string;
+  otherClientCert: string;
+  otherClientKey: string;
 }
 
 async function makePki(): Promise<Pki> {
@@ -35,8 +39,16 @@ async function makePki(): Promise<Pki> {
   };
   await issue('server', '/CN=broker.test', 'subjectAltName=DNS:broker.test\nextendedKeyUsage=serverAuth');
   await issue('client', '/CN=ktransport-client', 'extendedKeyUsage=clientAuth');
+  await exec('openssl', ['req', '-x509', ...ec, '-keyout', p('other-ca.key'), '-out', p('other-ca.crt'), '-days', '2', '-subj', '/CN=another CA']);
+  await writeFile(p('other-client.ext'), 'extendedKeyUsage=clientAuth\n');
+  await exec('openssl', ['req', ...ec, '-keyout', p('other-client.key'), '-out', p('other-client.csr'), '-subj', '/CN=stranger']);
+  await exec('openssl', ['x509', '-req', '-in', p('other-client.csr'), '-CA', p('other-ca.crt'), '-CAkey', p('other-ca.key'), '-CAcreateserial',
+    '-out', p('other-client.crt'), '-days', '2', '-extfile', p('other-client.ext')]);
   const read = (name: string): Promise<string> => readFile(p(name), 'utf8');
-  return { dir, ca: await read('ca.crt'), serverCert: await read('server.crt'), serverKey: await read('server.key'), clientCert: await read('client.crt'), clientKey: await read('client.key') };
+  return {
+    dir, ca: await read('ca.crt'), serverCert: await read('server.crt'), serverKey: await read('server.key'), clientCert: await read('client.crt'), clientKey: await read('client.key'),
+    otherCa: await read('other-ca.crt'), otherClientCert: await read('other-client.crt'), otherClientKey: await read('other-client.key'),
+  };
 }
 
 let pki: Pki;
@@ -44,6 +56,8 @@ let mosquitto: Mosquitto;
 let tlsUrl: string;
 let mutualUrl: string;
 let passwordUrl: string;
+let wsUrl: string;
+let wssUrl: string;
 
 beforeAll(async () => {
   pki = await makePki();
@@ -57,15 +71,24 @@ beforeAll(async () => {
       [...certs, 'allow_anonymous true'],
       [...certs, 'require_certificate true', 'allow_anonymous true'],
       [`password_file ${passwords}`, 'allow_anonymous false'],
+      // Debian's Mosquitto 2.0.11 has websockets (libwebsockets built in). It binds a websockets
+      // listener to the listener's address only with socket_domain ipv4 (else to every interface).
+      ['protocol websockets', 'socket_domain ipv4', 'allow_anonymous true'],
+      ['protocol websockets', 'socket_domain ipv4', `certfile ${join(pki.dir, 'server.crt')}`, `keyfile ${join(pki.dir, 'server.key')}`, 'allow_anonymous true'],
     ],
   });
-  const [tls, mutual, password] = mosquitto.ports;
+  const [tls, mutual, password, ws, wss] = mosquitto.ports;
   tlsUrl = `mqtts://127.0.0.1:${tls}`;
   mutualUrl = `mqtts://127.0.0.1:${mutual}`;
   passwordUrl = `mqtt://127.0.0.1:${password}`;
+  wsUrl = `ws://127.0.0.1:${ws}/mqtt`;
+  wssUrl = `wss://127.0.0.1:${wss}/mqtt`;
 }, 60_000);
 
+const proxies: TcpProxy[] = [];
+
 afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
   await mosquitto?.destroy();
   if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
@@ -90,19 +113,27 @@ describe('TLS', () => {
     await roundTrip({ url: tlsUrl, tls: { ca: pki.ca, servername: 'broker.test' } });
   });
 
-  it('refuses a broker certificate it cannot verify, unless told not to check it', async () => {
+  it('refuses a broker certificate it cannot verify with a non-retriable CertificateError, unless told not to check it', async () => {
     const unknownCa = await failure({ url: tlsUrl, tls: { servername: 'broker.test' } });
+    expect(unknownCa).toBeInstanceOf(CertificateError);
     expect(unknownCa).toBeInstanceOf(ConnectionError);
+    expect((unknownCa as CertificateError).retriable).toBe(false);
     const wrongName = await failure({ url: tlsUrl, tls: { ca: pki.ca } });
-    expect(wrongName).toBeInstanceOf(ConnectionError);
+    expect(wrongName).toBeInstanceOf(CertificateError);
+    expect((wrongName as CertificateError).retriable).toBe(false);
     expect(String((wrongName as Error).message)).toMatch(/broker\.test|altnames|hostname/i);
+    const otherCa = await failure({ url: tlsUrl, tls: { ca: pki.otherCa, servername: 'broker.test' } });
+    expect(otherCa).toBeInstanceOf(CertificateError);
     await roundTrip({ url: tlsUrl, tls: { rejectUnauthorized: false } });
   });
 
-  it('presents a client certificate for mutual TLS, and the broker refuses a client without one', async () => {
+  it('presents a client certificate for mutual TLS; a client without one, or with one the broker does not trust, gets a CertificateError', async () => {
     await roundTrip({ url: mutualUrl, tls: { ca: pki.ca, servername: 'broker.test', cert: pki.clientCert, key: pki.clientKey } });
-    const refused = await failure({ url: mutualUrl, tls: { ca: pki.ca, servername: 'broker.test' } });
-    expect(refused).toBeInstanceOf(ConnectionError);
+    for (const tls of [{}, { cert: pki.otherClientCert, key: pki.otherClientKey }]) {
+      const refused = await failure({ url: mutualUrl, tls: { ca: pki.ca, servername: 'broker.test', ...tls } });
+      expect(refused).toBeInstanceOf(CertificateError);
+      expect((refused as CertificateError).retriable).toBe(false);
+    }
   });
 });
 
@@ -123,22 +154,68 @@ describe('username and password', () => {
   });
 });
 
-describe('WebSocket URLs', () => {
-  const bridges: Relay[] = [];
-  afterAll(async () => {
-    await Promise.all(bridges.map((b) => b.close()));
+describe('credentials in the URL', () => {
+  const secret = 'pa55-in-the-url';
+  const noSecret = (error: unknown): void => {
+    expect(error).toBeInstanceOf(Error);
+    for (let e: unknown = error; e instanceof Error; e = e.cause) {
+      expect(e.message).not.toContain(secret);
+      expect(e.message).not.toContain('right-password');
+    }
+  };
+
+  it('are used to connect', async () => {
+    await roundTrip({ url: `mqtt://saver:right-password@127.0.0.1:${new URL(passwordUrl).port}` });
   });
 
-  it('speaks MQTT over ws:// (relayed to Mosquitto, which is built without websockets here)', async () => {
-    const bridge = await webSocketBridge(Number(new URL(SHARED_URL).port));
-    bridges.push(bridge);
-    await roundTrip({ url: `ws://127.0.0.1:${bridge.port}/mqtt` });
+  it('never appear in an error message: refused, unreachable, certificate, configuration', async () => {
+    const port = new URL(passwordUrl).port;
+    const refused = await failure({ url: `mqtt://saver:${secret}@127.0.0.1:${port}` });
+    expect(refused).toBeInstanceOf(AuthenticationError);
+    expect((refused as Error).message).toContain('***');
+    noSecret(refused);
+    const unreachable = await failure({ url: `mqtt://saver:${secret}@127.0.0.1:${await freePort()}` });
+    expect(unreachable).toBeInstanceOf(ConnectionError);
+    noSecret(unreachable);
+    const certificate = await failure({ url: `mqtts://saver:${secret}@127.0.0.1:${new URL(tlsUrl).port}`, tls: { servername: 'broker.test' } });
+    expect(certificate).toBeInstanceOf(CertificateError);
+    noSecret(certificate);
+    let configuration: unknown;
+    try {
+      new MqttBroker({ url: `mqtt://saver:${secret}@127.0.0.1:${port}`, tls: { rejectUnauthorized: false } });
+    } catch (error) {
+      configuration = error;
+    }
+    expect(configuration).toBeInstanceOf(ConfigurationError);
+    noSecret(configuration);
   });
 
-  it('speaks MQTT over wss:// with the test CA', async () => {
-    const bridge = await webSocketBridge(Number(new URL(SHARED_URL).port), { cert: pki.serverCert, key: pki.serverKey });
-    bridges.push(bridge);
-    await roundTrip({ url: `wss://127.0.0.1:${bridge.port}/mqtt`, tls: { ca: pki.ca, servername: 'broker.test' } });
-    expect(await failure({ url: `wss://127.0.0.1:${bridge.port}/mqtt`, tls: { servername: 'broker.test' } })).toBeInstanceOf(ConnectionError);
+  it('never appear in a publish error: connection lost, or closed before the broker confirmed', async () => {
+    const proxy = await tcpProxy(Number(new URL(passwordUrl).port));
+    proxies.push(proxy);
+    const broker = await open({ url: `mqtt://saver:right-password@127.0.0.1:${proxy.port}`, reconnectPeriodMs: 60_000, connectTimeoutMs: 1_000 });
+    const t = topic('redacted');
+    await broker.publish(t, 1);
+    proxy.freeze();
+    const unconfirmed = outcome(broker.publish(t, 2));
+    await sleep(100);
+    proxy.cut();
+    await waitFor(() => broker.state === 'reconnecting', 5_000, () => broker.state);
+    const lost = await outcome(broker.publish(t, 3));
+    expect(lost).toBeInstanceOf(ConnectionError);
+    noSecret(lost);
+    await broker.disconnect();
+    noSecret(await unconfirmed);
+  });
+});
+
+describe('WebSocket URLs (Mosquitto websockets listeners)', () => {
+  it('speaks MQTT over ws://', async () => {
+    await roundTrip({ url: wsUrl });
+  });
+
+  it('speaks MQTT over wss:// with the test CA; an unknown CA is a CertificateError', async () => {
+    await roundTrip({ url: wssUrl, tls: { ca: pki.ca, servername: 'broker.test' } });
+    expect(await failure({ url: wssUrl, tls: { servername: 'broker.test' } })).toBeInstanceOf(CertificateError);
   });
 });
