@@ -1,6 +1,7 @@
 import { BrokerError, ConfigurationError, TimeoutError } from './errors.js';
 import type { Server } from './server.js';
 
+/** Options of `App`. */
 export interface AppOptions {
   name?: string;
   servers: Server[];

@@ -26,6 +26,7 @@ export interface RetryPolicy {
   multiplier?: number;
 }
 
+/** Options of `subscribe` and `@Subscribe` that every transport understands; transports add their own. */
 export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1> {
   /** Consumers in one group share the messages (Kafka consumer group, MQTT `$share/{group}/`). */
   group?: string;
@@ -46,6 +47,7 @@ export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1>
   timeoutMs?: number;
 }
 
+/** Options of `publish` that every transport understands; transports add their own (MQTT `qos`, Kafka `partition`). */
 export interface PublishOptions {
   headers?: Headers;
   /** Record key (Kafka partitioning; carried as a header on transports without keys). */
@@ -54,6 +56,7 @@ export interface PublishOptions {
   codec?: string;
 }
 
+/** What `subscribe` resolves with: the subscription's filter and group, and the way to end it. */
 export interface Subscription {
   readonly topic: string;
   readonly group?: string;
@@ -68,15 +71,19 @@ export interface Subscription {
 export interface Broker {
   /** Short transport name used in spans and metrics (`messaging.system`): `mqtt`, `kafka`, `memory`. */
   readonly system: string;
+  /** Connects; rejects with a ConnectionError (AuthenticationError, CertificateError) instead of retrying forever. */
   connect(): Promise<void>;
   /** Stops intake, drains in-flight handlers (bounded by the broker's drain timeout), then closes. */
   disconnect(): Promise<void>;
+  /** Encodes `body` and sends it; resolves once the transport accepted it, rejects with a typed error otherwise. */
   publish<T = unknown>(topic: string, body: T, options?: PublishOptions): Promise<void>;
+  /** Delivers messages matching `topic` to `handler`, typed and validated by `options.schema`; acknowledged when the handler resolves. */
   subscribe<S extends StandardSchemaV1>(
     topic: string,
     handler: Handler<StandardSchemaV1.InferOutput<S>>,
     options: SubscribeOptions<S> & { schema: S },
   ): Promise<Subscription>;
+  /** Delivers messages matching `topic` to `handler`, the body decoded by its content type; acknowledged when the handler resolves. */
   subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: SubscribeOptions): Promise<Subscription>;
 }
 

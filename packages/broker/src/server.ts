@@ -6,15 +6,19 @@ import { ConfigurationError, SubscribeError } from './errors.js';
 /** Something an App starts and stops: a broker server, a gRPC server. */
 export interface Server {
   readonly name: string;
+  /** Starts serving; rejects when the server cannot start. */
   start(): Promise<void>;
+  /** Stops serving, finishing in-flight work within the server's own time limit. */
   stop(): Promise<void>;
 }
 
 /** The part of an inversify container a server needs; a `Container` fits. */
 export interface ServiceResolver {
+  /** The instance bound to a service identifier. */
   get<T>(id: unknown): T;
 }
 
+/** Options of `BrokerServer`. */
 export interface BrokerServerOptions {
   broker: Broker;
   /** Name shown in App logs and errors. Default `broker:<system>`. */
@@ -85,6 +89,7 @@ export class BrokerServer implements Server {
     return this;
   }
 
+  /** Connects the broker and applies every registered subscription; rejects (and disconnects) if one fails. */
   async start(): Promise<void> {
     if (this.#running) return;
     await this.broker.connect();

@@ -8,7 +8,9 @@ export interface Codec<T = unknown> {
   readonly name: string;
   /** MIME type written to the `content-type` header. */
   readonly contentType: string;
+  /** The bytes for a value; throws when the value cannot be encoded (publish then rejects with a PublishError). */
   encode(value: T): Uint8Array;
+  /** The value for received bytes; throws when they cannot be read (the message fails with a DecodeError). */
   decode(bytes: Uint8Array): T;
 }
 

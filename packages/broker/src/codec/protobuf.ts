@@ -5,12 +5,18 @@ import type { Codec } from './codec.js';
  * `Type` objects and protobufjs static code both fit.
  */
 export interface ProtobufType<T> {
-  encode(message: T): { finish(): Uint8Array };
+  /** Starts encoding a message; `finish()` returns its bytes. */
+  encode(message: T): {
+    /** The encoded bytes. */
+    finish(): Uint8Array;
+  };
+  /** Reads a message from its bytes. */
   decode(bytes: Uint8Array): T;
   /** Fully qualified name, e.g. `.report.Event` (protobufjs) or `report.Event`. */
   readonly fullName?: string;
 }
 
+/** Options of `protobufCodec`. */
 export interface ProtobufCodecOptions {
   /** Codec name for options; defaults to `protobuf:<message type>`. */
   name?: string;

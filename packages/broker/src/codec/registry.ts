@@ -43,6 +43,7 @@ export class CodecRegistry {
     return codec;
   }
 
+  /** Whether a codec with this name is registered. */
   has(name: string): boolean {
     return this.#byName.has(name);
   }

@@ -88,6 +88,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Opens the broker (nothing to reach: it lives in this process). */
   async connect(): Promise<void> {
     if (this.#state === 'closing') throw new ConnectionError('memory broker is disconnecting');
     if (this.#state === 'connected') return;
@@ -122,6 +123,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
     if (pending > 0) throw new DrainTimeoutError(pending - queued, this.#pipeline.drainTimeoutMs, queued);
   }
 
+  /** Encodes `body` and queues it for every matching subscription; resolves once it is queued. */
   publish<T = unknown>(topic: string, body: T, options?: PublishOptions): Promise<void> {
     if (this.#state !== 'connected') return Promise.reject(new ConnectionError(`cannot publish to ${topic}: memory broker is not connected`));
     try {
@@ -132,6 +134,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
     return this.#publish(topic, body, options);
   }
 
+  /** Delivers messages matching the MQTT-style `filter` to `handler`. */
   async subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
     if (this.#state !== 'connected') throw new ConnectionError(`cannot subscribe to ${filter}: memory broker is not connected`);
     assertFilter(filter);

@@ -35,6 +35,7 @@ function empty<V>(n: Node<V>): boolean {
 export class TopicTrie<V> {
   readonly #root = node<V>();
 
+  /** Adds a value under a filter (a value may be under several filters, and a filter hold several values). */
   add(filter: string, value: V): void {
     let current = this.#root;
     for (const level of filter.split('/')) {

@@ -3,6 +3,7 @@ import { createNoopMeter, metrics } from '@opentelemetry/api';
 import { errorType } from '../errors.js';
 import type { Middleware, PublishMiddleware } from './middleware.js';
 
+/** Options of the metrics middleware (`metricsConsumer`, `metricsPublisher`). */
 export interface MetricsOptions {
   /** `messaging.system`: `mqtt`, `kafka`, `memory`. */
   system: string;

@@ -15,6 +15,7 @@ export interface OutgoingMessage<O = unknown> {
   readonly options: O;
 }
 
+/** Sends one encoded message; resolves once the transport accepted it. */
 export type PublishFn<O = unknown> = (message: OutgoingMessage<O>) => Promise<void>;
 
 /** Publish-side middleware: wraps the next send function. */

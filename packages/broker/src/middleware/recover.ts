@@ -2,6 +2,7 @@ import type { HandlerContext } from '../broker.js';
 import type { Message } from '../message.js';
 import type { Middleware } from './middleware.js';
 
+/** Receives an error about a message that no caller can be told of (a dropped or undeliverable message). */
 export type ErrorReporter = (error: unknown, message: Message, context: HandlerContext) => void;
 
 /**

@@ -6,6 +6,7 @@ import { HEADER, type Headers, type Message } from '../message.js';
 import type { Middleware, PublishMiddleware } from './middleware.js';
 import { W3CTraceContext } from './propagation.js';
 
+/** Options of the tracing middleware (`tracingConsumer`, `tracingPublisher`). */
 export interface TracingOptions {
   /** `messaging.system`: `mqtt`, `kafka`, `memory`. */
   system: string;

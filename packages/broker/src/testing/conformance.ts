@@ -20,6 +20,7 @@ export interface BrokerFeatures {
   redelivery: boolean;
 }
 
+/** How to make brokers for the conformance kit and which features the transport declares. */
 export interface ConformanceOptions {
   /** A new, unconnected broker; each case connects and disconnects its own. */
   createBroker: () => Broker | Promise<Broker>;
@@ -34,9 +35,11 @@ export interface ConformanceOptions {
   waitMs?: number;
 }
 
+/** One case of the conformance kit, to hand to the test runner. */
 export interface ConformanceCase {
   readonly name: string;
   readonly timeoutMs: number;
+  /** Runs the case; rejects when the broker does not behave as the contract says. */
   run(): Promise<void>;
 }
 

@@ -7,6 +7,7 @@ export async function waitFor(predicate: () => boolean, timeoutMs: number, descr
   }
 }
 
+/** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
