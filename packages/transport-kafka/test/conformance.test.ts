@@ -3,22 +3,26 @@ import { BrokerError, type ConnectionState } from '@ktransport/broker';
 import { conformanceCases, sleep, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaLogEntry } from '@ktransport/transport-kafka';
 import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, fast, PrivateKafka, unique } from './helpers.js';
+import { connectAdmin, createTopic, fast, lockPrivateKafka, PrivateKafka, unique } from './helpers.js';
 
 /** A broker of this file's own: the restart case and the mid-stream restart stop and start it. */
 const kafka = new PrivateKafka(29092);
 let admin: Admin | undefined;
+let unlock: (() => Promise<void>) | undefined;
 /** How long the mid-stream case keeps the broker down. */
 const OUTAGE_MS = 6_000;
 
 beforeAll(async () => {
+  // Another file's private broker may be running: wait for it (see lockPrivateKafka).
+  unlock = await lockPrivateKafka();
   await kafka.start();
   admin = await connectAdmin(kafka.address);
-}, 150_000);
+}, 550_000);
 
 afterAll(async () => {
   await admin?.disconnect();
   await kafka.stop();
+  await unlock?.();
 }, 60_000);
 
 describe('KafkaBroker conformance', () => {

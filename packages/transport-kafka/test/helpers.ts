@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KafkaBroker, type KafkaBrokerOptions } from '@ktransport/transport-kafka';
@@ -49,15 +51,28 @@ export async function ensureKafka(): Promise<void> {
   await run(['start']);
 }
 
-/** A broker of our own on other ports, for tests that stop and restart it. */
+/** Options of a private broker. */
+export interface PrivateKafkaOptions {
+  /** Start from an empty data directory (a broker that never ran: no `__consumer_offsets` yet), removed by `wipe()`. */
+  fresh?: boolean;
+}
+
+/**
+ * A broker of our own on other ports, for tests that stop and restart it. Files
+ * that use one hold `lockPrivateKafka()` around it, so that two such brokers
+ * never run at once on this small machine.
+ */
 export class PrivateKafka {
   readonly port: number;
   readonly saslPort: number;
-  readonly #env: Record<string, string>;
+  readonly #fresh: boolean;
+  #env: Record<string, string>;
+  #dataDir: string | undefined;
 
-  constructor(port: number) {
+  constructor(port: number, options: PrivateKafkaOptions = {}) {
     this.port = port;
     this.saslPort = port + 1;
+    this.#fresh = options.fresh ?? false;
     this.#env = { KAFKA_PORT: String(port), KAFKA_SASL_PORT: String(port + 1), KAFKA_CONTROLLER_PORT: String(port + 3) };
   }
 
@@ -65,9 +80,16 @@ export class PrivateKafka {
     return `127.0.0.1:${this.port}`;
   }
 
-  /** Starts it and waits until it can coordinate consumer groups (a fresh broker first creates __consumer_offsets). */
-  async start(): Promise<void> {
-    await run(['start'], this.#env);
+  /**
+   * Starts it (scripts/kafka.sh waits until the port answers and the log says the
+   * server started) and by default waits until it can coordinate consumer groups
+   * (a fresh broker first creates `__consumer_offsets`). With `waitForGroups:
+   * false` it returns as soon as the script does, as `scripts/kafka.sh start` does
+   * for the shared broker, so that a test sees the broker as clients first do.
+   */
+  async start(options: { waitForGroups?: boolean } = {}): Promise<void> {
+    await this.launch();
+    if (options.waitForGroups === false) return;
     const admin = await connectAdmin(this.address);
     try {
       await until(async () => (await admin.describeGroups(['ktransport-warmup'])).groups.length === 1, `${this.address} coordinates groups`);
@@ -76,12 +98,70 @@ export class PrivateKafka {
     }
   }
 
+  /**
+   * Runs `scripts/kafka.sh start` and resolves when the script does (the port
+   * answers, the log says the server started). Not awaited, it lets a test use
+   * the broker while it boots, as a service started together with its Kafka does.
+   */
+  async launch(): Promise<void> {
+    if (this.#fresh && !this.#dataDir) {
+      this.#dataDir = await mkdtemp(join(tmpdir(), `kt-kafka-${this.port}-`));
+      this.#env = { ...this.#env, KAFKA_DATA_DIR: this.#dataDir };
+    }
+    await run(['start'], this.#env);
+  }
+
   async stop(): Promise<void> {
     await run(['stop'], this.#env);
   }
 
   async restart(): Promise<void> {
     await run(['restart'], this.#env);
+  }
+
+  /** Stops it and removes a fresh broker's data directory. */
+  async wipe(): Promise<void> {
+    await this.stop();
+    if (this.#dataDir) await rm(this.#dataDir, { recursive: true, force: true });
+    this.#dataDir = undefined;
+  }
+}
+
+const LOCK = join(tmpdir(), 'ktransport-private-kafka.lock');
+
+/**
+ * Waits until no other test process runs a private broker, then holds the lock
+ * (a directory, made atomically) until the returned function is called. A lock
+ * left by a process that died is taken over. Bounded by `timeoutMs`.
+ */
+export async function lockPrivateKafka(timeoutMs = 400_000): Promise<() => Promise<void>> {
+  const deadline = Date.now() + timeoutMs;
+  const owner = `${process.pid}:${randomUUID()}`;
+  for (;;) {
+    try {
+      await mkdir(LOCK);
+      await writeFile(join(LOCK, 'owner'), owner);
+      return async () => {
+        if ((await readFile(join(LOCK, 'owner'), 'utf8').catch(() => '')) === owner) await rm(LOCK, { recursive: true, force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = await readFile(join(LOCK, 'owner'), 'utf8').catch(() => '');
+    const pid = Number(holder.split(':')[0]);
+    if (holder && !alive(pid)) await rm(LOCK, { recursive: true, force: true });
+    if (Date.now() > deadline) throw new Error(`another test process held ${LOCK} (a private Kafka) for ${timeoutMs} ms: ${holder}`);
+    await new Promise((resolvePromise) => setTimeout(resolvePromise, 500));
+  }
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
