@@ -20,7 +20,7 @@ export interface TopicAdmin {
   createTopics(topics: TopicSpec | readonly TopicSpec[]): Promise<void>;
 }
 
-export async function createTopics(admin: Admin, topics: TopicSpec | readonly TopicSpec[]): Promise<void> {
+export async function createTopics(admin: Admin, topics: TopicSpec | readonly TopicSpec[], redact: (text: string) => string): Promise<void> {
   const specs: readonly TopicSpec[] = Array.isArray(topics) ? topics : [topics as TopicSpec];
   for (const spec of specs) {
     if (!isValidTopic(spec.topic)) throw new ConfigurationError(`invalid Kafka topic name "${spec.topic}": use 1-249 of [a-zA-Z0-9._-]`);
@@ -40,13 +40,13 @@ export async function createTopics(admin: Admin, topics: TopicSpec | readonly To
       })),
     });
   } catch (error) {
-    throw new AdminError(`cannot create ${specs.map((s) => s.topic).join(', ')}: ${describe(error)}`, { cause: error, retriable: isConnectionFailure(error) });
+    throw new AdminError(`cannot create ${specs.map((s) => s.topic).join(', ')}: ${describe(error, redact)}`, { cause: error, retriable: isConnectionFailure(error) });
   }
-  await waitForLeaders(admin, specs.map((s) => s.topic));
+  await waitForLeaders(admin, specs.map((s) => s.topic), redact);
 }
 
 /** Waits until the brokers serve metadata with a leader for every partition of the topics. */
-async function waitForLeaders(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+async function waitForLeaders(admin: Admin, topics: string[], redact: (text: string) => string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let problem: unknown;
@@ -61,7 +61,7 @@ async function waitForLeaders(admin: Admin, topics: string[], timeoutMs = 30_000
       problem = error;
     }
     if (Date.now() > deadline) {
-      const detail = problem === undefined ? 'partitions have no leader' : describe(problem);
+      const detail = problem === undefined ? 'partitions have no leader' : describe(problem, redact);
       throw new AdminError(`created ${topics.join(', ')} but they are not ready after ${timeoutMs} ms: ${detail}`, { cause: problem, retriable: true });
     }
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -93,7 +93,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       await this.#producer.close().catch(() => undefined);
       await admin.disconnect().catch(() => undefined);
       this.#setState('disconnected');
-      throw toConnectionError(error, this.#options.brokers);
+      throw toConnectionError(error, this.#options);
     }
     this.#admin = admin;
     this.#unhealthy.clear();
@@ -180,7 +180,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     } catch (error) {
       this.#subscribers.delete(subscriber);
       await subscriber.stop(0);
-      throw toSubscribeError(kafkaTopic, error, this.#options.brokers);
+      throw toSubscribeError(kafkaTopic, error, this.#options);
     }
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
     return {
@@ -198,7 +198,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
   async createTopics(topics: TopicSpec | readonly TopicSpec[]): Promise<void> {
     if (!this.#usable() || !this.#admin) throw new ConnectionError('cannot create topics: Kafka broker is not connected');
     const specs: readonly TopicSpec[] = Array.isArray(topics) ? topics : [topics as TopicSpec];
-    await createTopics(this.#admin, specs.map((spec) => ({ ...spec, topic: this.#kafkaTopic(spec.topic, (m) => new ConfigurationError(m)) })));
+    await createTopics(this.#admin, specs.map((spec) => ({ ...spec, topic: this.#kafkaTopic(spec.topic, (m) => new ConfigurationError(m)) })), this.#options.redact);
   }
 
   /** The Kafka topic for a topic of the API (through `topicName`), checked against Kafka's naming rules. */

@@ -18,16 +18,20 @@ export function createKafka(options: ResolvedOptions): InstanceType<typeof Kafka
     config.logCreator = () => (entry: LogEntry) => {
       // kafkajs warns that bounded retries weaken idempotence; the producer is replaced after any failed send instead.
       if (entry.log.message.startsWith('Limiting retries for the idempotent producer')) return;
-      safeLog(logger, toEntry(entry));
+      safeLog(logger, toEntry(entry, options.redact));
     };
   }
   return new Kafka(config);
 }
 
-function toEntry({ namespace, level, log }: LogEntry): KafkaLogEntry {
-  const fields: Record<string, unknown> = { ...log };
-  for (const known of ['message', 'timestamp', 'logger']) delete fields[known];
-  return { level: level === logLevel.ERROR ? 'error' : 'warn', namespace: namespace || 'kafkajs', message: String(log.message), fields };
+/** A kafkajs log line for the user's logger: the message and every text field with secrets masked. */
+function toEntry({ namespace, level, log }: LogEntry, redact: (text: string) => string): KafkaLogEntry {
+  const fields: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(log)) {
+    if (name === 'message' || name === 'timestamp' || name === 'logger') continue;
+    fields[name] = typeof value === 'string' ? redact(value) : value;
+  }
+  return { level: level === logLevel.ERROR ? 'error' : 'warn', namespace: namespace || 'kafkajs', message: redact(String(log.message)), fields };
 }
 
 /** Calls a user logger without letting it break the transport. */

@@ -385,7 +385,8 @@ export class GroupSubscriber {
   }
 
   #log(level: 'warn' | 'error', message: string): void {
-    safeLog(this.#o.options.logger, { level, namespace: 'ktransport', message, fields: { topic: this.#o.topic, groupId: this.#o.groupId } });
+    const { logger, redact } = this.#o.options;
+    safeLog(logger, { level, namespace: 'ktransport', message: redact(message), fields: { topic: this.#o.topic, groupId: this.#o.groupId } });
   }
 }
 

@@ -2,20 +2,31 @@ import {
   AuthenticationError,
   BrokerError,
   type BrokerErrorOptions,
+  CertificateError,
   ConnectionError,
+  isCertificateError,
   PublishError,
   SubscribeError,
 } from '@ktransport/broker';
+import type { ResolvedOptions } from './options.js';
 
-/** The topic does not exist and the brokers (or `allowAutoTopicCreation: false`) did not create it. */
+/**
+ * The topic does not exist and the brokers (or `allowAutoTopicCreation: false`)
+ * did not create it. Retriable, as Kafka classifies it: the topic may be created
+ * later (a message whose dead-letter topic is missing is delivered again until it
+ * exists, never dropped).
+ */
 export class UnknownTopicError extends BrokerError {
   override readonly code = 'UNKNOWN_TOPIC';
   readonly topic: string;
   constructor(topic: string, message: string, options: BrokerErrorOptions = {}) {
-    super(message, { ...options, retriable: false });
+    super(message, { retriable: true, ...options });
     this.topic = topic;
   }
 }
+
+/** What the error functions need of the options: where the brokers are and how to mask secrets. */
+type ErrorContext = Pick<ResolvedOptions, 'brokers' | 'redact'>;
 
 /** What kafkajs errors carry: a class name, a protocol error type and a cause chain. */
 interface KafkaJsErrorShape {
@@ -56,12 +67,15 @@ function has(error: unknown, test: (e: KafkaJsErrorShape) => boolean): boolean {
   return chain(error).some(test);
 }
 
-/** The innermost message, which names the actual problem (kafkajs wraps it in retry errors). */
-export function describe(error: unknown): string {
+/**
+ * The messages of the error and its causes (kafkajs wraps the one that names the
+ * actual problem in retry errors), with secrets masked by `redact`.
+ */
+export function describe(error: unknown, redact: (text: string) => string = (text) => text): string {
   const links = chain(error);
   const messages = links.map((e) => (typeof e.message === 'string' ? e.message : '')).filter(Boolean);
   const unique = [...new Set(messages)];
-  return unique.length > 0 ? unique.join(': ') : String(error);
+  return redact(unique.length > 0 ? unique.join(': ') : String(error));
 }
 
 export const isAuthFailure = (error: unknown): boolean =>
@@ -72,34 +86,46 @@ export const isUnknownTopic = (error: unknown): boolean => has(error, (e) => e.t
 export const isTopicNotReady = (error: unknown): boolean => has(error, (e) => e.type === 'UNKNOWN_TOPIC_OR_PARTITION' || e.type === 'LEADER_NOT_AVAILABLE');
 export const isRebalance = (error: unknown): boolean => has(error, (e) => REBALANCE_TYPES.has(String(e.type)));
 export const isSequenceFailure = (error: unknown): boolean => has(error, (e) => SEQUENCE_TYPES.has(String(e.type)));
+/** The brokers refused a request because a record (or the records of one partition) is larger than the topic accepts. */
+export const isTooLarge = (error: unknown): boolean => has(error, (e) => SIZE_TYPES.has(String(e.type)));
 
-/** The broker could not be reached or refused the credentials. */
-export function toConnectionError(error: unknown, brokers: readonly string[]): BrokerError {
+/** Refusals of a record batch for its size: `max.message.bytes` of the topic, or the log segment size. */
+const SIZE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+
+/** The broker could not be reached, its certificate did not verify, or it refused the credentials. */
+export function toConnectionError(error: unknown, options: ErrorContext): BrokerError {
   if (error instanceof BrokerError) return error;
-  const where = brokers.join(',');
-  if (isAuthFailure(error)) return new AuthenticationError(`Kafka at ${where} refused the credentials: ${describe(error)}`, { cause: error });
-  return new ConnectionError(`cannot connect to Kafka at ${where}: ${describe(error)}`, { cause: error });
+  const where = options.brokers.join(',');
+  const text = describe(error, options.redact);
+  if (isAuthFailure(error)) return new AuthenticationError(`Kafka at ${where} refused the credentials: ${text}`, { cause: error });
+  if (isCertificateError(error)) return new CertificateError(`TLS verification with Kafka at ${where} failed: ${text}`, { cause: error });
+  return new ConnectionError(`cannot connect to Kafka at ${where}: ${text}`, { cause: error });
 }
 
 /** A publish that the brokers did not acknowledge. */
-export function toPublishError(topic: string, error: unknown, brokers: readonly string[]): BrokerError {
+export function toPublishError(topic: string, error: unknown, options: ErrorContext): BrokerError {
   if (error instanceof BrokerError) return error;
-  if (isAuthFailure(error) || isConnectionFailure(error)) {
-    const cause = toConnectionError(error, brokers);
+  if (isAuthFailure(error) || isCertificateError(error) || isConnectionFailure(error)) {
+    const cause = toConnectionError(error, options);
     return new PublishError(topic, `publish to ${topic} failed: ${cause.message}`, { cause, retriable: cause.retriable });
   }
-  if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${describe(error)}`, { cause: error });
+  const text = describe(error, options.redact);
+  if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${text}`, { cause: error });
+  if (isTooLarge(error)) {
+    return new PublishError(topic, `publish to ${topic} failed: the message is larger than the topic accepts (its max.message.bytes): ${text}`, { cause: error, retriable: false });
+  }
   const retriable = chain(error).some((e) => e.retriable === true);
-  return new PublishError(topic, `publish to ${topic} failed: ${describe(error)}`, { cause: error, retriable });
+  return new PublishError(topic, `publish to ${topic} failed: ${text}`, { cause: error, retriable });
 }
 
 /** A subscription that could not join its group. */
-export function toSubscribeError(topic: string, error: unknown, brokers: readonly string[]): BrokerError {
+export function toSubscribeError(topic: string, error: unknown, options: ErrorContext): BrokerError {
   if (error instanceof BrokerError) return error;
-  if (isAuthFailure(error)) return toConnectionError(error, brokers);
-  if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${describe(error)}`, { cause: error });
+  if (isAuthFailure(error) || isCertificateError(error)) return toConnectionError(error, options);
+  const text = describe(error, options.redact);
+  if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${text}`, { cause: error });
   const retriable = isConnectionFailure(error) || chain(error).some((e) => e.retriable === true);
-  return new SubscribeError(topic, `cannot subscribe to ${topic}: ${describe(error)}`, { cause: error, retriable });
+  return new SubscribeError(topic, `cannot subscribe to ${topic}: ${text}`, { cause: error, retriable });
 }
 
 /** A topic administration request (create topics) was refused. */

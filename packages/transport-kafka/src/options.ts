@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
-import { type CommonBrokerOptions, ConfigurationError, type PublishOptions, type SubscribeOptions } from '@ktransport/broker';
+import { type CommonBrokerOptions, ConfigurationError, type PublishOptions, redactSecrets, type SubscribeOptions } from '@ktransport/broker';
 
 /** SASL mechanisms kafkajs speaks without plugins. */
 export type KafkaSaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
@@ -110,6 +110,8 @@ export interface ResolvedOptions {
   readonly consumer: Required<KafkaConsumerOptions>;
   readonly logger: ((entry: KafkaLogEntry) => void) | undefined;
   readonly topicName: (topic: string) => string;
+  /** Text from kafkajs or the brokers with the configured SASL password masked, for errors and log lines. */
+  readonly redact: (text: string) => string;
 }
 
 const MECHANISMS: readonly string[] = ['plain', 'scram-sha-256', 'scram-sha-512'];
@@ -152,6 +154,7 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
   }
   if (options.logger !== undefined && typeof options.logger !== 'function') throw new ConfigurationError('logger must be a function');
   if (options.topicName !== undefined && typeof options.topicName !== 'function') throw new ConfigurationError('topicName must be a function');
+  const secrets = [sasl?.password];
   return {
     brokers: parseBrokers(options.brokers),
     clientId,
@@ -170,12 +173,14 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
     consumer,
     logger: options.logger,
     topicName: options.topicName ?? ((topic) => topic),
+    redact: (text) => redactSecrets(text, secrets),
   };
 }
 
 /**
  * Accepts `host:port`, `[v6]:port`, comma-separated lists and `kafka://` URLs
- * (`kafka://h1:9092,h2:9092`), alone or in an array. Anything else is a ConfigurationError.
+ * (`kafka://h1:9092,h2:9092`), alone or in an array. Anything else is a
+ * ConfigurationError, which quotes the entry with any credentials masked.
  */
 export function parseBrokers(brokers: string | readonly string[]): string[] {
   const list = typeof brokers === 'string' ? [brokers] : brokers;
@@ -186,8 +191,9 @@ export function parseBrokers(brokers: string | readonly string[]): string[] {
     let rest = entry.trim();
     const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(rest);
     if (scheme) {
-      if (scheme[1]!.toLowerCase() !== 'kafka') throw new ConfigurationError(`brokers: unsupported URL scheme in "${entry}"; use kafka://host:port`);
+      if (scheme[1]!.toLowerCase() !== 'kafka') throw new ConfigurationError(`brokers: unsupported URL scheme in "${shown(entry)}"; use kafka://host:port`);
       rest = rest.slice(scheme[0].length).replace(/\/$/, '');
+      if (rest.includes('@')) throw new ConfigurationError(`brokers: "${shown(entry)}" carries credentials; give them in the sasl option, not in the URL`);
     }
     for (const part of rest.split(',')) out.push(hostPort(part.trim(), entry));
   }
@@ -198,9 +204,25 @@ function hostPort(value: string, entry: string): string {
   const match = /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?):(\d{1,5})$/i.exec(value);
   const port = match ? Number(match[3]) : NaN;
   if (!match || port < 1 || port > 65_535) {
-    throw new ConfigurationError(`brokers: "${entry}" is not host:port or kafka://host:port[,host:port]`);
+    throw new ConfigurationError(`brokers: "${shown(entry)}" is not host:port or kafka://host:port[,host:port]`);
   }
   return value;
+}
+
+/**
+ * A brokers entry as an error message may quote it: everything from the start
+ * (or from after `://`) to the last `@` is masked, so that user info with a
+ * password never shows, whatever characters the password holds; bounded.
+ */
+function shown(entry: string): string {
+  const at = entry.lastIndexOf('@');
+  let masked = entry;
+  if (at >= 0) {
+    const scheme = entry.indexOf('://');
+    const start = scheme >= 0 && scheme < at ? scheme + 3 : 0;
+    masked = `${entry.slice(0, start)}***${entry.slice(at)}`;
+  }
+  return masked.length > 200 ? `${masked.slice(0, 200)}…` : masked;
 }
 
 function whole(name: string, value: number, min: number): number {

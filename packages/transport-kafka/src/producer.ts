@@ -208,7 +208,7 @@ export class BatchingProducer {
         }
       }
     } catch (error) {
-      const mapped = toPublishError(topic, error, this.#options.brokers);
+      const mapped = toPublishError(topic, error, this.#options);
       if (mapped.retriable) this.#onHealth(false);
       if (used) this.#replace(used);
       batch.reject(mapped);

@@ -37,6 +37,20 @@ describe('KafkaBroker brokers option', () => {
     expect(() => new KafkaBroker({ brokers: KAFKA, retry: { retries: 0 }, producer: { idempotent: false } })).not.toThrow();
   });
 
+  it('never shows a password given in a brokers URL', () => {
+    for (const brokers of ['kafka://app:s3cr3t-pw@127.0.0.1:9092', 'app:s3cr3t-pw@127.0.0.1:9092', ['kafka://app:s3cr3t-pw@h1:9092,h2:9092'], 'kafka://app:s3cr3t/pw@host', 'http://app:s3cr3t-pw@host:1']) {
+      let error: unknown;
+      try {
+        new KafkaBroker({ brokers });
+      } catch (e) {
+        error = e;
+      }
+      expect(error, JSON.stringify(brokers)).toBeInstanceOf(ConfigurationError);
+      expect(String(error)).not.toContain('s3cr3t');
+      expect(String(error)).toContain('***@');
+    }
+  });
+
   it('rejects a wrong URL with a ConfigurationError', () => {
     for (const brokers of ['http://127.0.0.1:9092', 'kafka://', 'kafka://host', '127.0.0.1', 'host:99999', '', [], 'kafka://a:1,,b:2', 'a b:9092']) {
       expect(() => new KafkaBroker({ brokers }), JSON.stringify(brokers)).toThrow(ConfigurationError);
