@@ -20,7 +20,7 @@ import type { Admin, Message as KafkaRecord } from 'kafkajs';
 import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
 import { createKafka } from './client.js';
 import { GroupSubscriber } from './consumer.js';
-import { toConnectionError, toSubscribeError } from './errors.js';
+import { isStartRetriable, toConnectionError, toSubscribeError } from './errors.js';
 import { recordSize } from './headers.js';
 import {
   isValidTopic,
@@ -30,6 +30,7 @@ import {
   resolveOptions,
   type ResolvedOptions,
 } from './options.js';
+import { ClusterProbe } from './probe.js';
 import { BatchingProducer } from './producer.js';
 
 type Schema = NonNullable<SubscribeOptions['schema']>;
@@ -50,19 +51,25 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
   readonly #producer: BatchingProducer;
   readonly #publish: (topic: string, body: unknown, options?: KafkaPublishOptions) => Promise<void>;
   readonly #subscribers = new Set<GroupSubscriber>();
+  /** Parts that are failing (producer, consumers, the health probe): `state` is `reconnecting` while any is. */
   readonly #unhealthy = new Set<object>();
+  readonly #producerHealth = {};
+  readonly #probe: ClusterProbe | undefined;
+  readonly #probeHealth = {};
   readonly #listeners = new Set<(state: ConnectionState) => void>();
   #admin: Admin | undefined;
   #state: ConnectionState = 'disconnected';
   #connecting: Promise<void> | undefined;
+  /** The error of a connect attempt that was still running when startTimeoutMs ran out. */
+  #budgetSpent: ConnectionError | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: KafkaBrokerOptions) {
     this.#options = resolveOptions(options);
     this.#pipeline = new MessagePipeline(this.system, options);
     this.#kafka = createKafka(this.#options);
-    const producerHealth = {};
-    this.#producer = new BatchingProducer(this.#kafka, this.#options, (healthy) => this.#health(producerHealth, healthy));
+    this.#producer = new BatchingProducer(this.#kafka, this.#options, (healthy) => this.#health(this.#producerHealth, healthy));
+    if (this.#options.healthCheckIntervalMs > 0) this.#probe = new ClusterProbe(this.#options, (reachable) => this.#probed(reachable));
     this.#publish = this.#pipeline.publisher<KafkaPublishOptions>((message) => this.#send(message));
   }
 
@@ -75,7 +82,11 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     return () => void this.#listeners.delete(listener);
   }
 
-  /** Connects the producer and an admin client; rejects with ConnectionError or AuthenticationError. */
+  /**
+   * Connects the producer and an admin client. Failures that may pass are
+   * retried until `startTimeoutMs` runs out; rejects with ConnectionError,
+   * AuthenticationError or CertificateError.
+   */
   connect(): Promise<void> {
     if (this.#closing) return Promise.reject(new ConnectionError('Kafka broker is disconnecting'));
     if (this.#state === 'connected' || this.#state === 'reconnecting') return Promise.resolve();
@@ -85,19 +96,59 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
 
   async #connect(): Promise<void> {
     this.#setState('connecting');
-    const admin = this.#kafka.admin({ retry: this.#options.retry });
-    try {
-      await this.#producer.connect();
-      await admin.connect();
-    } catch (error) {
-      await this.#producer.close().catch(() => undefined);
-      await admin.disconnect().catch(() => undefined);
-      this.#setState('disconnected');
-      throw toConnectionError(error, this.#options);
+    const { startTimeoutMs, retry } = this.#options;
+    const deadline = Date.now() + startTimeoutMs;
+    let last: unknown;
+    for (let attempt = 0; ; attempt++) {
+      const admin = this.#kafka.admin({ retry });
+      try {
+        await this.#connectOnce(admin, deadline, last);
+        this.#admin = admin;
+        break;
+      } catch (error) {
+        last = error;
+        await this.#producer.close().catch(() => undefined);
+        await admin.disconnect().catch(() => undefined);
+        const spent = Date.now() >= deadline;
+        if (spent || !isStartRetriable(error, true)) {
+          this.#setState('disconnected');
+          const mapped = toConnectionError(error, this.#options);
+          if (!spent || !mapped.retriable || error === this.#budgetSpent) throw mapped;
+          throw new ConnectionError(`${mapped.message} (still failing after ${startTimeoutMs} ms: startTimeoutMs)`, { cause: error });
+        }
+        const backoff = Math.min(retry.initialRetryTime * 2 ** attempt, retry.maxRetryTime, Math.max(0, deadline - Date.now()));
+        await new Promise((resolve) => setTimeout(resolve, backoff));
+      }
     }
-    this.#admin = admin;
     this.#unhealthy.clear();
     this.#setState('connected');
+    this.#probe?.start();
+  }
+
+  /**
+   * One attempt to connect the producer and `admin`, given up at `deadline` (with
+   * the previous attempt's error, if any) and cleaned up when it settles.
+   */
+  async #connectOnce(admin: Admin, deadline: number, previous: unknown): Promise<void> {
+    let late = false;
+    const attempt = (async (): Promise<void> => {
+      await this.#producer.connect();
+      await admin.connect();
+      if (late) await admin.disconnect();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        late = true;
+        reject(previous ?? (this.#budgetSpent = new ConnectionError(`cannot connect to Kafka at ${this.#options.brokers.join(',')}: not connected within ${this.#options.startTimeoutMs} ms (startTimeoutMs)`)));
+      }, Math.max(0, deadline - Date.now()));
+    });
+    try {
+      await Promise.race([attempt, timeout]);
+    } finally {
+      clearTimeout(timer);
+      attempt.catch(() => undefined);
+    }
   }
 
   /**
@@ -114,6 +165,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
 
   async #disconnect(): Promise<void> {
     await this.#connecting?.catch(() => undefined);
+    await this.#probe?.stop();
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
     const subscribers = [...this.#subscribers];
     this.#subscribers.clear();
@@ -173,6 +225,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       concurrency,
       consume,
       onHealth: (healthy) => this.#health(health, healthy),
+      clusterReachable: () => this.#probe?.reachable ?? true,
     });
     this.#subscribers.add(subscriber);
     try {
@@ -236,6 +289,19 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
 
   #usable(): boolean {
     return this.#state === 'connected' || this.#state === 'reconnecting';
+  }
+
+  /**
+   * The health probe's verdict. When the cluster answers again, the producer's
+   * last failure no longer counts (its next publish connects a fresh producer)
+   * and consumers that gave up start again at once.
+   */
+  #probed(reachable: boolean): void {
+    if (reachable) {
+      this.#unhealthy.delete(this.#producerHealth);
+      for (const subscriber of this.#subscribers) subscriber.wake();
+    }
+    this.#health(this.#probeHealth, reachable);
   }
 
   #health(component: object, healthy: boolean): void {

@@ -3,17 +3,28 @@ import type { KafkaLogEntry, ResolvedOptions } from './options.js';
 
 const { Kafka, logLevel } = kafkajs;
 
+/** kafkajs settings of a client that differ from the broker's options (the health probe's). */
+export interface ClientOverrides {
+  readonly retry?: KafkaConfig['retry'];
+  readonly connectionTimeout?: number;
+  readonly requestTimeout?: number;
+  /** Keep kafkajs' log lines out of the user's logger (a probe reports through `state` instead). */
+  readonly silent?: boolean;
+}
+
 /** One kafkajs client per broker; producer, admin and every subscription's consumer come from it. */
-export function createKafka(options: ResolvedOptions): InstanceType<typeof Kafka> {
+export function createKafka(options: ResolvedOptions, overrides: ClientOverrides = {}): InstanceType<typeof Kafka> {
+  const logger = overrides.silent ? undefined : options.logger;
   const config: KafkaConfig = {
     brokers: options.brokers,
     clientId: options.clientId,
-    retry: options.retry,
-    logLevel: options.logger ? logLevel.WARN : logLevel.NOTHING,
+    retry: overrides.retry ?? options.retry,
+    logLevel: logger ? logLevel.WARN : logLevel.NOTHING,
   };
+  if (overrides.connectionTimeout !== undefined) config.connectionTimeout = overrides.connectionTimeout;
+  if (overrides.requestTimeout !== undefined) config.requestTimeout = overrides.requestTimeout;
   if (options.ssl !== undefined) config.ssl = options.ssl;
   if (options.sasl !== undefined) config.sasl = { ...options.sasl };
-  const logger = options.logger;
   if (logger) {
     config.logCreator = () => (entry: LogEntry) => {
       // kafkajs warns that bounded retries weaken idempotence; the producer is replaced after any failed send instead.

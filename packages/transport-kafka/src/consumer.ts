@@ -1,10 +1,11 @@
-import { ConnectionError, type Consumer as PipelineConsumer, InFlight, type RawMessage } from '@ktransport/broker';
-import kafkajs, { type Admin, type Consumer, type EachBatchPayload, type KafkaMessage } from 'kafkajs';
+import { ConnectionError, type Consumer as PipelineConsumer, InFlight, SubscribeError } from '@ktransport/broker';
+import kafkajs, { type Admin, type Consumer, type EachBatchPayload } from 'kafkajs';
 import { topicRoundRobin } from './assigner.js';
 import { type createKafka, safeLog } from './client.js';
-import { describe, isRebalance, isTopicNotReady } from './errors.js';
-import { fromKafkaHeaders } from './headers.js';
+import { describe, isRebalance, isStartRetriable, toSubscribeError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
+import { nextOffset, toRawMessage } from './record.js';
+import { type Outcome, settleable, Waiter } from './wait.js';
 
 const { PartitionAssigners } = kafkajs;
 
@@ -12,8 +13,6 @@ const { PartitionAssigners } = kafkajs;
 const COMMIT_INTERVAL_MS = 1_000;
 /** Longest a fetch waits for data (the Java client's fetch.max.wait.ms); bounds how late a rebalance is noticed. */
 const FETCH_WAIT_MS = 500;
-/** Attempts to set a new group's starting offsets before `subscribe` gives up. */
-const INIT_ATTEMPTS = 5;
 
 export interface GroupSubscriberOptions {
   readonly kafka: ReturnType<typeof createKafka>;
@@ -32,14 +31,8 @@ export interface GroupSubscriberOptions {
   /** The core pipeline: resolves when the message is done (handled or dead-lettered), rejects to redeliver it. */
   readonly consume: PipelineConsumer;
   readonly onHealth: (healthy: boolean) => void;
-}
-
-/** What became of a message's handling: done, or an error that means delivering it again. */
-type Outcome = 'ok' | { readonly error: unknown };
-
-/** The offset after `offset` (offsets are decimal strings; exact past 2^53 too). */
-function nextOffset(offset: string): string {
-  return offset.length < 16 ? String(Number(offset) + 1) : (BigInt(offset) + 1n).toString();
+  /** False while the broker's health probe cannot reach the cluster: a consumer that gave up then waits for `wake()`. */
+  readonly clusterReachable: () => boolean;
 }
 
 /**
@@ -71,16 +64,40 @@ export class GroupSubscriber {
   #ready = settleable();
   /** When kafkajs last sent a heartbeat (it sends one only once `heartbeatIntervalMs` passed since). */
   #lastHeartbeat = 0;
+  /** When `start` gives up (`startTimeoutMs` after it was called). */
+  #deadline = 0;
+  /** The last failure while starting, for the error `start` rejects with. */
+  #lastError: unknown;
+  /** Consumers started in a row that failed or gave up: the backoff before the next one grows with it. */
+  #failures = 0;
+  /** The next consumer's start, waiting out its backoff (or for `wake()`). */
+  #respawnTimer: NodeJS.Timeout | undefined;
+  /** A consumer gave up and the next one waits for `wake()` (the cluster was unreachable). */
+  #dormant = false;
 
   constructor(options: GroupSubscriberOptions) {
     this.#o = options;
   }
 
-  /** Joins the group; resolves once this member has its partitions and knows where to start reading them. */
+  /**
+   * Joins the group; resolves once this member has its partitions and knows
+   * where to start reading them. Failures that may pass (the cluster not
+   * reachable yet, a coordinator still loading, a topic being created) are
+   * retried with the `retry` backoff until `startTimeoutMs` runs out; then, or at
+   * once for a failure that cannot pass, it rejects with the last error.
+   */
   async start(): Promise<void> {
-    this.#spawning = this.#spawn();
-    await this.#spawning;
+    const { startTimeoutMs } = this.#o.options;
+    this.#deadline = Date.now() + startTimeoutMs;
+    this.#later(startTimeoutMs, () => this.#giveUp(startTimeoutMs));
+    void this.#respawn();
     await this.#ready.promise;
+  }
+
+  /** The cluster answers again (the health probe): a consumer that gave up starts again now instead of after its backoff. */
+  wake(): void {
+    if (this.#stopping || (!this.#dormant && this.#respawnTimer === undefined)) return;
+    this.#startNext(0);
   }
 
   /**
@@ -96,8 +113,9 @@ export class GroupSubscriber {
   async #stop(timeoutMs: number): Promise<number> {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#respawnTimer = undefined;
     this.#ready.reject(new ConnectionError(`subscription to ${this.#o.topic} was closed before it joined its group`));
-    await this.#spawning?.catch(() => undefined);
+    // A consumer still connecting is not waited for: #spawn disconnects it once its connect settles.
     const consumer = this.#consumer;
     // kafkajs' stop waits for running batches: our loops stop at the next message and commit.
     const leaving = consumer?.disconnect().catch((error: unknown) => this.#log('warn', `leaving group ${this.#o.groupId} failed: ${describe(error)}`));
@@ -131,9 +149,17 @@ export class GroupSubscriber {
     consumer.on(consumer.events.GROUP_JOIN, (event) => this.#joined(consumer, event.payload.memberAssignment));
     consumer.on(consumer.events.HEARTBEAT, () => (this.#lastHeartbeat = Date.now()));
     consumer.on(consumer.events.CRASH, (event) => this.#crashed(consumer, event.payload.error, event.payload.restart));
+    const current = (): boolean => consumer === this.#consumer && !this.#stopping;
     try {
       await consumer.connect();
-      await this.#subscribeTopic(consumer, topic);
+      if (current()) await consumer.subscribe({ topic, fromBeginning: this.#o.fromBeginning });
+      if (!current()) {
+        await consumer.disconnect().catch(() => undefined);
+        return;
+      }
+      // The cluster answers this consumer: it is healthy while it joins (a join may wait for the group, see README).
+      if (this.#ready.settled) this.#o.onHealth(true);
+      // Resolves once joined; a failed join reaches #crashed instead.
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
@@ -141,53 +167,82 @@ export class GroupSubscriber {
         eachBatch: (payload) => this.#eachBatch(consumer, payload),
       });
     } catch (error) {
-      this.#ready.reject(error);
       await consumer.disconnect().catch(() => undefined);
-      throw error;
+      if (current()) this.#failed(error);
     }
   }
 
   /**
-   * kafkajs does not retry `subscribe`: a topic that the brokers create on this
-   * very metadata request (auto-creation) would fail it. Retry while it appears.
+   * kafkajs crashes a consumer on errors it gave up on (it disconnected it
+   * already) and restarts it itself only after its backoff: a restart it
+   * scheduled is cancelled, and the next consumer starts here, at once when the
+   * health probe sees the cluster again.
    */
-  async #subscribeTopic(consumer: Consumer, topic: string): Promise<void> {
-    const { retries, initialRetryTime, maxRetryTime } = this.#o.options.retry;
-    for (let attempt = 0, wait = initialRetryTime; ; attempt++, wait = Math.min(wait * 2, maxRetryTime)) {
-      try {
-        await consumer.subscribe({ topic, fromBeginning: this.#o.fromBeginning });
-        return;
-      } catch (error) {
-        if (!this.#o.options.allowAutoTopicCreation || !isTopicNotReady(error) || attempt >= retries || this.#stopping) throw error;
-        await new Promise((resolve) => setTimeout(resolve, wait));
-      }
+  #crashed(consumer: Consumer, error: Error, restart: boolean): void {
+    if (restart) setImmediate(() => void consumer.disconnect().catch(() => undefined));
+    if (consumer !== this.#consumer || this.#stopping) return;
+    if (this.#ready.settled) {
+      this.#o.onHealth(false);
+      this.#log('warn', `consumer of ${this.#o.topic} (group ${this.#o.groupId}) crashed: ${describe(error)}; restarting`);
     }
+    this.#failed(error);
   }
 
-  /** kafkajs crashes on errors it gave up on; it restarts by itself only when they were retriable. */
-  #crashed(consumer: Consumer, error: Error, restart: boolean): void {
-    if (consumer !== this.#consumer || this.#stopping) return;
-    this.#o.onHealth(false);
+  /** A consumer did not start or gave up: start the next one after a backoff, unless `start` must give up. */
+  #failed(error: unknown): void {
+    this.#lastError = error;
+    this.#failures++;
     if (!this.#ready.settled) {
-      this.#ready.reject(error);
-      // After the listener returns kafkajs schedules its restart; disconnecting then cancels it.
-      setImmediate(() => void consumer.disconnect().catch(() => undefined));
+      if (!isStartRetriable(error, this.#o.options.allowAutoTopicCreation)) {
+        this.#ready.reject(error);
+        return;
+      }
+      if (this.#failures > 1) this.#log('warn', `subscribing to ${this.#o.topic} failed: ${describe(error)}; retrying`);
+    }
+    const { initialRetryTime, maxRetryTime } = this.#o.options.retry;
+    const delay = Math.min(initialRetryTime * 2 ** (this.#failures - 1), maxRetryTime);
+    if (this.#ready.settled && !this.#o.clusterReachable()) {
+      // The probe will call wake() when the cluster answers; trying before that only adds kafkajs backoff.
+      this.#dormant = true;
       return;
     }
-    const delay = this.#o.options.retry.initialRetryTime;
-    this.#log('warn', `consumer of ${this.#o.topic} (group ${this.#o.groupId}) crashed: ${describe(error)}; restarting`);
-    if (!restart) this.#later(delay, () => void this.#respawn());
+    this.#startNext(this.#ready.settled ? delay : Math.min(delay, Math.max(0, this.#deadline - Date.now())));
+  }
+
+  /** Starts the next consumer after `ms` (0: now), replacing one already scheduled. */
+  #startNext(ms: number): void {
+    if (this.#respawnTimer !== undefined) {
+      clearTimeout(this.#respawnTimer);
+      this.#timers.delete(this.#respawnTimer);
+      this.#respawnTimer = undefined;
+    }
+    this.#dormant = false;
+    if (this.#stopping) return;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      if (this.#respawnTimer === timer) this.#respawnTimer = undefined;
+      void this.#respawn();
+    }, ms);
+    this.#respawnTimer = timer;
+    this.#timers.add(timer);
   }
 
   async #respawn(): Promise<void> {
     if (this.#stopping) return;
-    await this.#consumer?.disconnect().catch(() => undefined);
+    const previous = this.#consumer;
+    this.#consumer = undefined;
+    await previous?.disconnect().catch(() => undefined);
     if (this.#stopping) return;
-    this.#spawning = this.#spawn().catch((error: unknown) => {
-      this.#log('warn', `restarting the consumer of ${this.#o.topic} failed: ${describe(error)}`);
-      this.#later(this.#o.options.retry.maxRetryTime, () => void this.#respawn());
-    });
+    this.#spawning = this.#spawn();
     await this.#spawning;
+  }
+
+  /** `startTimeoutMs` ran out before the member joined: reject `start` with the last error. */
+  #giveUp(timeoutMs: number): void {
+    if (this.#ready.settled) return;
+    const last = this.#lastError;
+    const detail = last === undefined ? 'no answer from the cluster' : toSubscribeError(this.#o.topic, last, this.#o.options).message;
+    this.#ready.reject(new SubscribeError(this.#o.topic, `cannot subscribe to ${this.#o.topic} within ${timeoutMs} ms (startTimeoutMs): ${detail}`, { cause: last, retriable: true }));
   }
 
   /** Runs inside kafkajs' join, before any fetch: pause new partitions until their starting offset is set. */
@@ -195,6 +250,7 @@ export class GroupSubscriber {
     if (consumer !== this.#consumer || this.#stopping) return;
     const generation = ++this.#generation;
     this.#rebalance = undefined;
+    this.#failures = 0;
     this.#o.onHealth(true);
     // An earlier join's offset lookup is void now; its pauses must not outlive it.
     for (const partition of [...this.#holds.keys()]) this.#release(consumer, partition, 'init');
@@ -243,7 +299,9 @@ export class GroupSubscriber {
       this.#ready.resolve();
     } catch (error) {
       if (!current()) return;
-      if (!this.#ready.settled && attempt >= INIT_ATTEMPTS) {
+      // While starting, startTimeoutMs bounds the retries.
+      this.#lastError = error;
+      if (!this.#ready.settled && !isStartRetriable(error, this.#o.options.allowAutoTopicCreation)) {
         this.#ready.reject(error);
         return;
       }
@@ -388,83 +446,4 @@ export class GroupSubscriber {
     const { logger, redact } = this.#o.options;
     safeLog(logger, { level, namespace: 'ktransport', message: redact(message), fields: { topic: this.#o.topic, groupId: this.#o.groupId } });
   }
-}
-
-const ignore = (): void => undefined;
-
-/**
- * The callbacks of one partition loop, made once per batch: the handler in hand
- * settles the loop's current wait through them, and `stop` can wake the loop
- * with 'abandoned' while the handler is still running.
- */
-class Waiter {
-  resolve: (outcome: Outcome | 'abandoned') => void = ignore;
-  readonly ok: () => void;
-  readonly failed: (error: unknown) => void;
-
-  constructor(inFlight: InFlight) {
-    this.ok = () => {
-      inFlight.leave();
-      this.resolve('ok');
-    };
-    this.failed = (error) => {
-      inFlight.leave();
-      this.resolve({ error });
-    };
-  }
-
-  wake(outcome: 'abandoned'): void {
-    this.resolve(outcome);
-  }
-}
-
-/** A kafkajs record as the core pipeline's raw message: the value bytes exactly as they came. */
-function toRawMessage(topic: string, partition: number, message: KafkaMessage): RawMessage {
-  const headers = fromKafkaHeaders(message.headers);
-  const value = message.value;
-  const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = {
-    topic,
-    body: value ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : new Uint8Array(0),
-    headers,
-    partition,
-    offset: message.offset,
-    timestamp: Number(message.timestamp),
-    raw: message,
-  };
-  if (message.key !== null && message.key !== undefined) raw.key = message.key.toString('utf8');
-  const id = headers['message-id'];
-  if (id !== undefined) raw.id = id;
-  return raw;
-}
-
-interface Settleable {
-  readonly promise: Promise<void>;
-  readonly settled: boolean;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-function settleable(): Settleable {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => undefined);
-  const state = {
-    promise,
-    settled: false,
-    resolve(): void {
-      if (state.settled) return;
-      state.settled = true;
-      resolve();
-    },
-    reject(error: unknown): void {
-      if (state.settled) return;
-      state.settled = true;
-      reject(error);
-    },
-  };
-  return state;
 }

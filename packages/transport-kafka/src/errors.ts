@@ -92,6 +92,19 @@ export const isTooLarge = (error: unknown): boolean => has(error, (e) => SIZE_TY
 /** Refusals of a record batch for its size: `max.message.bytes` of the topic, or the log segment size. */
 const SIZE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 
+/**
+ * Whether a failure of `connect()` or `subscribe()` may pass when tried again:
+ * not for refused credentials, certificates that do not verify, or options the
+ * brokers refuse (a session timeout out of range); a missing topic only while
+ * the brokers may still create it.
+ */
+export function isStartRetriable(error: unknown, allowAutoTopicCreation: boolean): boolean {
+  if (error instanceof BrokerError) return error.retriable;
+  if (isAuthFailure(error) || isCertificateError(error)) return false;
+  if (isUnknownTopic(error)) return allowAutoTopicCreation;
+  return isConnectionFailure(error) || chain(error).some((e) => e.retriable === true);
+}
+
 /** The broker could not be reached, its certificate did not verify, or it refused the credentials. */
 export function toConnectionError(error: unknown, options: ErrorContext): BrokerError {
   if (error instanceof BrokerError) return error;

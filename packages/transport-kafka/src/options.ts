@@ -74,6 +74,23 @@ export interface KafkaBrokerOptions extends CommonBrokerOptions {
   retry?: KafkaRetryOptions;
   /** Let metadata requests create missing topics (if the brokers allow it). Default true. */
   allowAutoTopicCreation?: boolean;
+  /**
+   * How long `connect()` and `subscribe()` (so `KafkaServer.start()`) keep retrying
+   * failures that may pass: brokers not reachable yet, a group coordinator still
+   * loading, a topic without a leader yet. When it runs out they reject with the
+   * last error. Failures that retrying cannot fix (credentials, certificates,
+   * options the brokers refuse) reject at once. Default 30,000 ms.
+   */
+  startTimeoutMs?: number;
+  /**
+   * Period of the health probe: a metadata request of its own (its own
+   * connection, no retries, answered within twice the period, at least 2 s, at
+   * most 10 s). A failed probe turns `state` to `reconnecting`; the first probe
+   * that succeeds again restarts consumers that gave up at once and turns it back
+   * to `connected`. 0 turns the probe off: then only failing publishes and
+   * consumers change `state`. Default 1,000 ms.
+   */
+  healthCheckIntervalMs?: number;
   producer?: KafkaProducerOptions;
   consumer?: KafkaConsumerOptions;
   /** Receives warn and error lines from kafkajs and the transport. Default: nothing is logged. */
@@ -106,6 +123,8 @@ export interface ResolvedOptions {
   readonly sasl: KafkaSaslOptions | undefined;
   readonly retry: { retries: number; initialRetryTime: number; maxRetryTime: number };
   readonly allowAutoTopicCreation: boolean;
+  readonly startTimeoutMs: number;
+  readonly healthCheckIntervalMs: number;
   readonly producer: Required<KafkaProducerOptions>;
   readonly consumer: Required<KafkaConsumerOptions>;
   readonly logger: ((entry: KafkaLogEntry) => void) | undefined;
@@ -162,6 +181,8 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
     sasl,
     retry,
     allowAutoTopicCreation: options.allowAutoTopicCreation ?? true,
+    startTimeoutMs: whole('startTimeoutMs', options.startTimeoutMs ?? 30_000, 1),
+    healthCheckIntervalMs: whole('healthCheckIntervalMs', options.healthCheckIntervalMs ?? 1_000, 0),
     producer: {
       idempotent,
       acks,
