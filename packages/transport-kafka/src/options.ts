@@ -40,6 +40,13 @@ export interface KafkaProducerOptions {
   maxBatchMessages?: number;
   /** Most payload bytes (values, keys, headers) in one request; a larger message goes alone. Default 900,000. */
   maxBatchBytes?: number;
+  /**
+   * Longest time a publish may take. A message still waiting to be sent when it
+   * runs out is taken out of the queue (it is never sent) and its publish rejects
+   * with a retriable PublishError; one whose request is already on its way rejects
+   * with a retriable TimeoutError (it may still be written). Default 30,000 ms.
+   */
+  publishTimeoutMs?: number;
 }
 
 export interface KafkaConsumerOptions {
@@ -190,6 +197,7 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
       lingerMs: whole('producer.lingerMs', p.lingerMs ?? 0, 0),
       maxBatchMessages: whole('producer.maxBatchMessages', p.maxBatchMessages ?? 1_000, 1),
       maxBatchBytes: whole('producer.maxBatchBytes', p.maxBatchBytes ?? 900_000, 1),
+      publishTimeoutMs: whole('producer.publishTimeoutMs', p.publishTimeoutMs ?? 30_000, 1),
     },
     consumer,
     logger: options.logger,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConnectionState } from '@ktransport/broker';
+import { BrokerError, type ConnectionState, PublishError, SubscribeError, TimeoutError } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaBrokerOptions } from '@ktransport/transport-kafka';
 import { lockPrivateKafka, PrivateKafka, unique } from './helpers.js';
@@ -97,5 +97,65 @@ describe('KafkaBroker health while its broker goes away and comes back', () => {
     console.log(`50 publishes took ${publishedMs} ms; all consumed ${Date.now() - answering} ms after the broker answered again`);
     expect(acked.size).toBe(100);
     expect(unprobedStates).toEqual([]);
+  }, 180_000);
+});
+
+describe('KafkaBroker publish and subscribe while its broker is away', () => {
+  it('every publish settles within publishTimeoutMs; those never sent are never written later; subscribe gives up after startTimeoutMs', async () => {
+    const topic = unique('timeout');
+    const publishTimeoutMs = 3_000;
+    const b = broker({ producer: { publishTimeoutMs }, startTimeoutMs: 2_000 });
+    await b.connect();
+    await b.createTopics({ topic, partitions: 1 });
+    await b.publish(topic, { n: -1 });
+    await kafka.stop();
+
+    const outcomes: { n: number; ms: number; error: unknown }[] = [];
+    const publish = (n: number): Promise<void> => {
+      const started = Date.now();
+      return b.publish(topic, { n }).then(
+        () => void outcomes.push({ n, ms: Date.now() - started, error: undefined }),
+        (error: unknown) => void outcomes.push({ n, ms: Date.now() - started, error }),
+      );
+    };
+    const all: Promise<void>[] = [];
+    // A burst (one request), then one publish every 150 ms behind it.
+    for (let n = 0; n < 20; n++) all.push(publish(n));
+    for (let n = 20; n < 60; n++) {
+      await sleep(150);
+      all.push(publish(n));
+    }
+    const subscribing = Date.now();
+    const subscribeError = await b.subscribe(topic, () => undefined, { group: unique('g') }).catch((e: unknown) => e);
+    const subscribeMs = Date.now() - subscribing;
+    await Promise.all(all);
+
+    expect(outcomes).toHaveLength(60);
+    expect(Math.max(...outcomes.map((o) => o.ms))).toBeLessThan(publishTimeoutMs + 1_000);
+    for (const { error } of outcomes) {
+      expect(error).toBeInstanceOf(BrokerError);
+      expect((error as BrokerError).retriable).toBe(true);
+    }
+    const notSent = outcomes.filter((o) => o.error instanceof PublishError && /was not sent/.test(String(o.error))).map((o) => o.n);
+    const maybeWritten = outcomes.filter((o) => o.error instanceof TimeoutError && /may still have been written/.test(String(o.error))).map((o) => o.n);
+    // The others failed on their way (a TimeoutError: they may have been written) or kafkajs gave up first (a refused connection).
+    expect(notSent.length).toBeGreaterThan(0);
+    expect(maybeWritten.length).toBeGreaterThan(0);
+
+    expect(subscribeError).toBeInstanceOf(SubscribeError);
+    expect(String(subscribeError)).toMatch(/within 2000 ms \(startTimeoutMs\)/);
+    expect(subscribeMs).toBeGreaterThanOrEqual(1_900);
+    expect(subscribeMs).toBeLessThan(4_000);
+
+    await kafka.start({ waitForGroups: false });
+    await waitFor(() => b.state === 'connected', 30_000, () => `state ${b.state}`);
+    await b.publish(topic, { n: 1000 });
+    const seen = new Set<number>();
+    const reader = broker();
+    await reader.connect();
+    await reader.subscribe<{ n: number }>(topic, (m) => void seen.add(m.body.n), { group: unique('reader'), fromBeginning: true });
+    await waitFor(() => seen.has(1000), 30_000, () => `read ${[...seen].join(',')}`);
+    // A publish dropped before it was sent never reaches the topic, not even after the broker came back.
+    expect(notSent.filter((n) => seen.has(n))).toEqual([]);
   }, 180_000);
 });

@@ -102,6 +102,46 @@ describe('KafkaBroker publish', () => {
     }
   });
 
+  it('a record larger than the topic accepts is refused alone: publishes sent in the same request still succeed', async () => {
+    const topic = await createTopic(kafka.admin, unique('too-large'), 3, { 'max.message.bytes': '20000' });
+    const broker = await connected();
+    const got = await collect<{ n: number }>(broker, topic);
+    const big = 'x'.repeat(30_000);
+    // Issued together, they share one request; before, the brokers' refusal of the big one failed them all.
+    const results = await Promise.allSettled([
+      ...Array.from({ length: 6 }, (_, n) => broker.publish(topic, { n }, { key: `k${n}` })),
+      broker.publish(topic, { n: 99, big }, { key: 'k99' }),
+      broker.publish(topic, { n: 6 }, { key: 'k6' }),
+    ]);
+    const big99 = results[6]!;
+    expect(big99.status).toBe('rejected');
+    const error = (big99 as PromiseRejectedResult).reason as PublishError;
+    expect(error).toBeInstanceOf(PublishError);
+    expect(error.retriable).toBe(false);
+    expect(String(error)).toMatch(/larger than the topic accepts/);
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    await waitFor(() => new Set(got.map((m) => m.body.n)).size === 7, 10_000, () => `received ${got.map((m) => m.body.n)}`);
+    expect(got.some((m) => m.body.n === 99)).toBe(false);
+  });
+
+  it('on a topic that refuses even small records, a refused one is told apart from its batch-mates after the first refusal', async () => {
+    const topic = await createTopic(kafka.admin, unique('tiny-limit'), 1, { 'max.message.bytes': '3000' });
+    const broker = await connected();
+    const round = (): Promise<PromiseSettledResult<void>[]> =>
+      Promise.allSettled([broker.publish(topic, { n: 1 }), broker.publish(topic, { n: 2, big: 'y'.repeat(5_000) }), broker.publish(topic, { n: 3 })]);
+    // Records below 16 KiB share their request's promise: the first refusal can only say that it may have been written.
+    const first = await round();
+    for (const result of first) {
+      if (result.status === 'fulfilled') continue;
+      expect(result.reason).toBeInstanceOf(PublishError);
+      expect((result.reason as PublishError).retriable).toBe(true);
+    }
+    // Learned: from now on a record that size settles on its own, so publishing again never loops.
+    const second = await round();
+    expect(second.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(((second[1] as PromiseRejectedResult).reason as PublishError).retriable).toBe(false);
+  });
+
   it('acks 0 is fire-and-forget: a message the broker refuses still resolves', async () => {
     const topic = await createTopic(kafka.admin, unique('acks'), 1, { 'max.message.bytes': '10000' });
     const big = new Uint8Array(50_000).fill(1);
