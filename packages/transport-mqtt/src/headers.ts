@@ -45,16 +45,21 @@ export function fromPacket(packet: IPublishPacket): Headers {
 /** MQTT's longest string: its length is a two-byte prefix. */
 export const MQTT_MAX_STRING = 65_535;
 
+const BEYOND_PRINTABLE_ASCII = /[^\x20-\x7e]/;
+
 /**
  * The UTF-8 length of `text` as an MQTT string, or a negative number saying why
  * MQTT cannot carry it: -1 not a string, -2 too long, -3 - i a character at
- * index i it does not allow. One regular expression test and one length per
- * string: this runs for every header of every publish.
+ * index i it does not allow. This runs for every header of every publish: one
+ * regular expression test for printable ASCII, and for other text the check of
+ * `invalidTextIndex` and one UTF-8 length.
  */
 function measure(text: unknown): number {
   if (typeof text !== 'string') return -1;
   // More UTF-16 units than the limit is more bytes too: no need to scan it.
   if (text.length > MQTT_MAX_STRING) return -2;
+  // Printable ASCII, the usual header: valid, one byte per character.
+  if (!BEYOND_PRINTABLE_ASCII.test(text)) return text.length;
   const invalid = invalidTextIndex(text);
   if (invalid !== -1) return -3 - invalid;
   const bytes = Buffer.byteLength(text, 'utf8');
