@@ -8,7 +8,7 @@ export class HeadersNotSupportedError extends PublishError {
   override readonly code: string = 'HEADERS_NOT_SUPPORTED';
   readonly headers: readonly string[];
   constructor(topic: string, headers: readonly string[]) {
-    super(topic, `cannot publish to ${topic} with headers (${headers.join(', ')}): MQTT 3.1.1 has no user properties; use protocolVersion 5`);
+    super(topic, `cannot publish to ${headerText(topic, 200)} with headers (${headerText(headers.join(', '), 500)}): MQTT 3.1.1 has no user properties; use protocolVersion 5`);
     this.headers = headers;
   }
 }

@@ -1,9 +1,9 @@
-import { ConfigurationError, type ConnectionState, ConnectionError, type Message } from '@ktransport/broker';
+import { ConfigurationError, ConnectionError, type Message } from '@ktransport/broker';
 import { MqttBroker, type MqttBrokerOptions } from '@ktransport/transport-mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureMosquitto, freePort } from './mosquitto.js';
 import { type TcpProxy, tcpProxy } from './network.js';
-import { open, outcome, sleep, topic, waitFor } from './helpers.js';
+import { open, outcome, sleep, states, topic, waitFor } from './helpers.js';
 
 const proxies: TcpProxy[] = [];
 beforeAll(ensureMosquitto);
@@ -16,12 +16,6 @@ async function proxy(): Promise<TcpProxy> {
   const p = await tcpProxy(1883);
   proxies.push(p);
   return p;
-}
-
-function states(broker: MqttBroker): ConnectionState[] {
-  const seen: ConnectionState[] = [broker.state];
-  broker.onStateChange((s) => void seen.push(s));
-  return seen;
 }
 
 describe('configuration errors at construction', () => {

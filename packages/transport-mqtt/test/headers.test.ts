@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ensureMosquitto, SHARED_URL } from './mosquitto.js';
 import { type TcpProxy, tcpProxy } from './network.js';
-import { open, sleep, topic, waitFor } from './helpers.js';
+import { open, sleep, states, topic, waitFor, within } from './helpers.js';
 
 /**
  * Headers and topics MQTT cannot carry. Mosquitto closes the connection of a
@@ -24,19 +24,6 @@ afterAll(async () => {
   await Promise.all(foreign.map((c) => c.endAsync()));
   await Promise.all(proxies.map((p) => p.close()));
 });
-
-function states(broker: MqttBroker): ConnectionState[] {
-  const seen: ConnectionState[] = [broker.state];
-  broker.onStateChange((s) => void seen.push(s));
-  return seen;
-}
-
-/** How a promise settled within `ms`: 'ok', the error, or 'pending' (the old behaviour: waiting forever). */
-function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
-  return Promise.race([promise.then(() => 'ok', (error: unknown) => error), late]).finally(() => clearTimeout(timer));
-}
 
 /** A plain mqtt.js client: a device that sends whatever it likes. */
 async function device(url = SHARED_URL): Promise<mqtt.MqttClient> {

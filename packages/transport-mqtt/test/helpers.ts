@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ConnectionState } from '@ktransport/broker';
 import { MqttBroker, type MqttBrokerOptions } from '@ktransport/transport-mqtt';
 import { afterEach } from 'vitest';
 import { SHARED_URL } from './mosquitto.js';
@@ -32,4 +33,18 @@ afterEach(async () => {
 /** Resolves when `promise` settles: 'ok' or the error. */
 export function outcome(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(() => 'ok', (error: unknown) => error);
+}
+
+/** How a promise settled within `ms`: 'ok', the error, or 'pending' (still waiting: a hang, made visible). */
+export function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
+  return Promise.race([outcome(promise), late]).finally(() => clearTimeout(timer));
+}
+
+/** The broker's state now and every change after, for asserting that a connection never dropped. */
+export function states(broker: MqttBroker): ConnectionState[] {
+  const seen: ConnectionState[] = [broker.state];
+  broker.onStateChange((s) => void seen.push(s));
+  return seen;
 }

@@ -1,7 +1,7 @@
 import { PayloadTooLargeError } from '@ktransport/transport-mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mosquitto } from './mosquitto.js';
-import { open, sleep, topic, waitFor } from './helpers.js';
+import { open, sleep, topic, waitFor, within } from './helpers.js';
 
 /** Waits until `count()` reaches `target` or stops growing for `stillMs`; returns the count. */
 async function settledCount(count: () => number, target: number, stillMs: number): Promise<number> {
@@ -13,13 +13,6 @@ async function settledCount(count: () => number, target: number, stillMs: number
     await sleep(50);
   }
   return count();
-}
-
-/** How a promise settled within `ms`: 'ok', the error, or 'pending'. */
-function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
-  return Promise.race([promise.then(() => 'ok', (error: unknown) => error), late]).finally(() => clearTimeout(timer));
 }
 
 describe("the broker's Maximum Packet Size (Mosquitto max_packet_size, announced in CONNACK)", () => {
