@@ -106,7 +106,11 @@ export class Mosquitto {
     const dir = await mkdtemp(join(tmpdir(), 'ktransport-mosquitto-'));
     const listeners = options.listeners ?? [options.listener ?? []];
     const ports: number[] = [];
-    for (let i = 0; i < listeners.length; i++) ports.push(await freePort());
+    // freePort() can hand out the same port twice (it is free again once probed): listeners need distinct ones.
+    for (let tries = 0; ports.length < listeners.length && tries < 100; tries++) {
+      const port = await freePort();
+      if (!ports.includes(port)) ports.push(port);
+    }
     const broker = new Mosquitto(ports, dir);
     const global = options.global ?? ['allow_anonymous true'];
     const config = [
@@ -147,10 +151,12 @@ export class Mosquitto {
       if (this.#process === child) this.#process = undefined;
     });
     const deadline = Date.now() + 10_000;
-    while (!(await answers(this.port, 100))) {
-      if (exited || Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`private mosquitto on port ${this.port} did not start: ${this.#output || '(no output)'}`);
+    for (const port of this.ports) {
+      while (!(await answers(port, 100))) {
+        if (exited || Date.now() > deadline) {
+          child.kill('SIGKILL');
+          throw new Error(`private mosquitto did not open its listener on port ${port}: ${this.#output || '(no output)'}`);
+        }
       }
     }
   }
