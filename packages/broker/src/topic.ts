@@ -1,9 +1,12 @@
 import { ConfigurationError, PublishError } from './errors.js';
+import { headerText } from './text.js';
 
 /** Checks a topic to publish to: not empty, no wildcards, no NUL. Throws PublishError. */
 export function assertPublishTopic(topic: string): void {
   if (typeof topic !== 'string' || topic.length === 0) throw new PublishError(String(topic), 'topic must be a non-empty string');
-  if (/[+#]/.test(topic) || topic.includes('\u0000')) throw new PublishError(topic, `cannot publish to "${topic}": wildcards (+, #) and NUL are not allowed in a topic name`);
+  if (/[+#]/.test(topic) || topic.includes('\u0000')) {
+    throw new PublishError(topic, `cannot publish to "${headerText(topic, 200)}": wildcards (+, #) and NUL are not allowed in a topic name`);
+  }
 }
 
 /**
