@@ -110,7 +110,8 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
         await this.#producer.close().catch(() => undefined);
         await admin.disconnect().catch(() => undefined);
         const spent = Date.now() >= deadline;
-        if (spent || !isStartRetriable(error, true)) {
+        // disconnect() during connect(): no further attempt.
+        if (spent || this.#closing || !isStartRetriable(error, true)) {
           this.#setState('disconnected');
           const mapped = toConnectionError(error, this.#options);
           if (!spent || !mapped.retriable || error === this.#budgetSpent) throw mapped;

@@ -45,7 +45,6 @@ export interface GroupSubscriberOptions {
 export class GroupSubscriber {
   readonly #o: GroupSubscriberOptions;
   #consumer: Consumer | undefined;
-  #spawning: Promise<void> | undefined;
   /** Bumped on every group join; work of an older generation stops. */
   #generation = 0;
   /** Set when a heartbeat or commit learned that the group rebalances: stop taking messages, commit, rejoin. */
@@ -128,7 +127,11 @@ export class GroupSubscriber {
     await leaving;
     this.#consumer = undefined;
     this.#o.onHealth(true);
-    if (this.#o.ephemeral) await this.#o.admin.deleteGroups([this.#o.groupId]).catch(() => undefined);
+    if (this.#o.ephemeral) {
+      const deleting = this.#o.admin.deleteGroups([this.#o.groupId]).catch(() => undefined);
+      // A subscription that never joined (start gave up, maybe with the brokers away) does not wait for it.
+      if (this.#generation > 0) await deleting;
+    }
     return pending;
   }
 
@@ -233,8 +236,7 @@ export class GroupSubscriber {
     this.#consumer = undefined;
     await previous?.disconnect().catch(() => undefined);
     if (this.#stopping) return;
-    this.#spawning = this.#spawn();
-    await this.#spawning;
+    await this.#spawn();
   }
 
   /** `startTimeoutMs` ran out before the member joined: reject `start` with the last error. */
