@@ -22,6 +22,8 @@ step "typechecking tests"
 pnpm exec tsc -p tsconfig.test.json
 step "linting"
 pnpm exec eslint .
+step "checking formatting (npm run format fixes it)"
+pnpm exec prettier --check . >/dev/null
 step "quick suite on Node $OLDEST_NODE: unit tests and the conformance kit on MemoryBroker"
 on_node "$OLDEST_NODE" bash scripts/pnpm.sh exec vitest run --project unit
 step "making sure Mosquitto answers on 127.0.0.1:1883"

@@ -83,6 +83,8 @@ const started = performance.now();
 await run(n);
 const used = process.cpuUsage(cpu);
 const seconds = (performance.now() - started) / 1000;
-console.log(`publisher=${publisherKind} subscriber=${subscriberKind}: ${((used.user + used.system) / n).toFixed(2)} µs CPU/msg, ${Math.round(n / seconds)} msg/s`);
+console.log(
+  `publisher=${publisherKind} subscriber=${subscriberKind}: ${((used.user + used.system) / n).toFixed(2)} µs CPU/msg, ${Math.round(n / seconds)} msg/s`,
+);
 await (publisherKind === 'kt' ? publisher.disconnect() : publisher.endAsync());
 await (subscriberKind === 'kt' ? subscriber.disconnect() : subscriber.endAsync());

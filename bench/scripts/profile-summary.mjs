@@ -14,10 +14,18 @@ const fn = new Map();
 const pkg = new Map();
 for (const [id, us] of self) {
   const { callFrame: f } = byId.get(id);
-  const url = f.url.replace(/^file:\/\//, '').replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, 'nm:').replace(/.*\/work\/main\//, '');
+  const url = f.url
+    .replace(/^file:\/\//, '')
+    .replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, 'nm:')
+    .replace(/.*\/work\/main\//, '');
   const key = `${f.functionName || '(anon)'} ${url}:${f.lineNumber + 1}`;
   fn.set(key, (fn.get(key) ?? 0) + us);
-  const p = url.startsWith('nm:') ? url.split('/').slice(0, url.startsWith('nm:@') ? 2 : 1).join('/') : url || f.functionName;
+  const p = url.startsWith('nm:')
+    ? url
+        .split('/')
+        .slice(0, url.startsWith('nm:@') ? 2 : 1)
+        .join('/')
+    : url || f.functionName;
   pkg.set(p, (pkg.get(p) ?? 0) + us);
 }
 // Inclusive time of each function (a function recursing into itself counted once per sample).
@@ -28,15 +36,25 @@ for (const [id, us] of self) {
   const seen = new Set();
   for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
     const { callFrame: f } = byId.get(cur);
-    const url = f.url.replace(/^file:\/\//, '').replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, 'nm:').replace(/.*\/work\/main\//, '');
+    const url = f.url
+      .replace(/^file:\/\//, '')
+      .replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, 'nm:')
+      .replace(/.*\/work\/main\//, '');
     const key = `${f.functionName || '(anon)'} ${url}:${f.lineNumber + 1}`;
     if (seen.has(key)) continue;
     seen.add(key);
     inclusive.set(key, (inclusive.get(key) ?? 0) + us);
   }
 }
-const show = (m, n) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).forEach(([k, us]) => console.log(`${(us / 1000).toFixed(0).padStart(7)} ms ${((us / total) * 100).toFixed(1).padStart(5)}%  ${k}`));
+const show = (m, n) =>
+  [...m]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .forEach(([k, us]) => console.log(`${(us / 1000).toFixed(0).padStart(7)} ms ${((us / total) * 100).toFixed(1).padStart(5)}%  ${k}`));
 console.log(`total ${(total / 1000).toFixed(0)} ms`);
-console.log('--- by file/package'); show(pkg, 25);
-console.log('--- by function'); show(fn, top);
-console.log('--- inclusive'); show(inclusive, top);
+console.log('--- by file/package');
+show(pkg, 25);
+console.log('--- by function');
+show(fn, top);
+console.log('--- inclusive');
+show(inclusive, top);

@@ -26,4 +26,3 @@ export function joined(consumer: Consumer): Promise<void> {
     });
   });
 }
-

@@ -8,7 +8,20 @@ import { Subscribe } from '@ktransport/broker';
 import { KafkaBroker, KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-kafka';
 import kafkajs from 'kafkajs';
 import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, PARTITIONS } from './kafka-util.js';
-import { type Body, bodyFactory, log, measure, Receiver, round, rssMb, throughput, WARMUP_BASE, withCpu, type WorkerConfig, type WorkerResult } from './common.js';
+import {
+  type Body,
+  bodyFactory,
+  log,
+  measure,
+  Receiver,
+  round,
+  rssMb,
+  throughput,
+  WARMUP_BASE,
+  withCpu,
+  type WorkerConfig,
+  type WorkerResult,
+} from './common.js';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
 
@@ -104,13 +117,17 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
   }
   try {
     let warmDone = false;
-    await Promise.all([batches(WARMUP_BASE, config.warmup).then(() => (warmDone = true)), receiver.waitFor('warm', config.warmup, config.idleMs, () => warmDone)]);
+    await Promise.all([
+      batches(WARMUP_BASE, config.warmup).then(() => (warmDone = true)),
+      receiver.waitFor('warm', config.warmup, config.idleMs, () => warmDone),
+    ]);
     let done = false;
     const cpu = process.cpuUsage();
     receiver.start = performance.now();
     await Promise.all([batches(0, config.n).then(() => (done = true)), receiver.waitFor('measured', config.n, config.idleMs, () => done)]);
     const result = withCpu(throughput(receiver, config.n), cpu);
-    if (headers && consumer && labelled < config.warmup + result.n) throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
+    if (headers && consumer && labelled < config.warmup + result.n)
+      throw new Error(`only ${labelled} of ${config.warmup + result.n} records carried the content type`);
     return result;
   } finally {
     await consumer?.disconnect();
@@ -158,7 +175,14 @@ export async function kcat(config: WorkerConfig): Promise<WorkerResult> {
     clearTimeout(timeout);
     const elapsed = last - start;
     log(`kcat: ${count} messages consumed`);
-    return { n: count, sent: config.n, elapsed_ms: round(elapsed, 1), msgs_per_s: Math.round((count / elapsed) * 1000), rss_mb: rssMb(), note: 'rss is the orchestrating node process, not kcat' };
+    return {
+      n: count,
+      sent: config.n,
+      elapsed_ms: round(elapsed, 1),
+      msgs_per_s: Math.round((count / elapsed) * 1000),
+      rss_mb: rssMb(),
+      note: 'rss is the orchestrating node process, not kcat',
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

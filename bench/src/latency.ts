@@ -52,7 +52,7 @@ function paced(rate: number, count: number, send: (i: number) => void): Promise<
       const due = Math.min(count, Math.floor(((performance.now() - start) * rate) / 1_000) + 1);
       while (sent < due) send(sent++);
       if (sent >= count) resolve();
-      else setTimeout(tick, Math.max(0, ((sent * 1_000) / rate) - (performance.now() - start)));
+      else setTimeout(tick, Math.max(0, (sent * 1_000) / rate - (performance.now() - start)));
     };
     tick();
   });

@@ -35,9 +35,13 @@ const CHILD_TIMEOUT_MS = 180_000;
 
 function runWorker(config: WorkerConfig): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(process.env.BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), join(here, 'worker.js'), JSON.stringify(config)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...(process.env.BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), join(here, 'worker.js'), JSON.stringify(config)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -100,7 +104,9 @@ async function main(): Promise<void> {
           measurements.push(m);
           process.stdout.write(`${JSON.stringify(m)}\n`);
           const lat = result.p99_ms === undefined ? '' : ` p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms max ${result.max_ms} ms`;
-          log(`  round ${round} ${variant.scenario} ${variant.impl}: ${result.msgs_per_s} msg/s (n ${result.n})${lat} rss ${result.rss_mb} MB${result.cpu_us_per_msg ? ` cpu ${result.cpu_us_per_msg} us/msg` : ''} [${((Date.now() - t0) / 1000).toFixed(1)} s]${result.note ? ` (${result.note})` : ''}`);
+          log(
+            `  round ${round} ${variant.scenario} ${variant.impl}: ${result.msgs_per_s} msg/s (n ${result.n})${lat} rss ${result.rss_mb} MB${result.cpu_us_per_msg ? ` cpu ${result.cpu_us_per_msg} us/msg` : ''} [${((Date.now() - t0) / 1000).toFixed(1)} s]${result.note ? ` (${result.note})` : ''}`,
+          );
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           failures.push(`${group.suite} ${variant.scenario} ${variant.impl} round ${round}: ${message.split('\n')[0]}`);

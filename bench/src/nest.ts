@@ -101,5 +101,3 @@ export async function kafkaNestjs(config: WorkerConfig): Promise<WorkerResult> {
     await app.close();
   }
 }
-
-

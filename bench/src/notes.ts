@@ -28,7 +28,7 @@ export const PROFILE_NOTES: readonly { readonly prefix: string; readonly text: s
     prefix: 'mqtt-nestjs',
     text:
       'NestJS is measured with the same window of messages in flight as every other implementation (its `emit` observables subscribed and completed), and with that ' +
-      'its `emit` path reaches about 0.4-0.6 of raw mqtt.js; the issue\'s figure of about 4,600 msg/s does not reproduce with this method. At that ratio, 10 would need ' +
+      "its `emit` path reaches about 0.4-0.6 of raw mqtt.js; the issue's figure of about 4,600 msg/s does not reproduce with this method. At that ratio, 10 would need " +
       'ktransport to be 4-5 times faster than mqtt.js itself.',
   },
   {

@@ -123,7 +123,19 @@ export function plan({ quick, rounds }: PlanOptions): Group[] {
       return {
         scenario,
         impl: 'ktransport',
-        config: { suite: 'scale' as const, scenario, impl: 'ktransport', transport, subs, n, bytes: 256, qos: 1 as const, window: 1_000, warmup: Math.max(subs, quick ? 5_000 : 10_000), idleMs: 3_000 },
+        config: {
+          suite: 'scale' as const,
+          scenario,
+          impl: 'ktransport',
+          transport,
+          subs,
+          n,
+          bytes: 256,
+          qos: 1 as const,
+          window: 1_000,
+          warmup: Math.max(subs, quick ? 5_000 : 10_000),
+          idleMs: 3_000,
+        },
       };
     });
     groups.push({ suite: 'scale', title: `Scale, ${transport}`, rounds: r(3, 1), variants });

@@ -71,18 +71,30 @@ function machine(loadAtStart: number[]): string[] {
   const mosquitto = sh('/usr/sbin/mosquitto', ['-h']).split('\n')[0] ?? 'unknown';
   const kcat = sh('kcat', ['-V']).split('\n')[0] ?? 'not installed';
   return [
-    `- CPU: ${cpus[0]?.model ?? 'unknown'} x ${cpus.length}; load average at the start ${loadAtStart.map((l) => l.toFixed(2)).join(', ')}, at the end ${os.loadavg().map((l) => l.toFixed(2)).join(', ')} ` +
-      '(anything above the benchmark\'s own load means other work shared the machine: compare ratios and CPU µs per message, not absolute rates)',
+    `- CPU: ${cpus[0]?.model ?? 'unknown'} x ${cpus.length}; load average at the start ${loadAtStart.map((l) => l.toFixed(2)).join(', ')}, at the end ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(', ')} ` +
+      "(anything above the benchmark's own load means other work shared the machine: compare ratios and CPU µs per message, not absolute rates)",
     `- Memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB; OS: ${os.type()} ${os.release()} (${os.arch()})`,
     `- Node.js ${process.version}; ${mosquitto}; Apache Kafka ${process.env.KAFKA_VERSION ?? '4.3.1'} (KRaft, single node, scripts/kafka.sh); ${kcat || 'kcat not installed'}`,
   ];
 }
 
-const fmt = (v: number | undefined, digits = 0): string => (v === undefined || !Number.isFinite(v) ? '–' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (v: number | undefined, digits = 0): string =>
+  v === undefined || !Number.isFinite(v) ? '–' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 export function writeResults(
   path: string,
-  run: { quick: boolean; measurements: readonly Measurement[]; failures: readonly string[]; seconds: number; mqttUrl: string; kafkaBrokers: string; loadAtStart: number[] },
+  run: {
+    quick: boolean;
+    measurements: readonly Measurement[];
+    failures: readonly string[];
+    seconds: number;
+    mqttUrl: string;
+    kafkaBrokers: string;
+    loadAtStart: number[];
+  },
 ): void {
   const medians = median(run.measurements);
   const find = (suite: string, scenario: string, impl: string): Measurement | undefined =>
@@ -121,12 +133,23 @@ export function writeResults(
       'See bench/README.md for what each implementation does.',
     '',
   );
-  lines.push('## Machine', '', ...machine(run.loadAtStart), `- Brokers: Mosquitto at ${run.mqttUrl} (bench instance, scripts/mosquitto.sh), Kafka at ${run.kafkaBrokers}`, '');
+  lines.push(
+    '## Machine',
+    '',
+    ...machine(run.loadAtStart),
+    `- Brokers: Mosquitto at ${run.mqttUrl} (bench instance, scripts/mosquitto.sh), Kafka at ${run.kafkaBrokers}`,
+    '',
+  );
 
   // MQTT
   const mqtt = scenarios('mqtt');
   if (mqtt.length > 0) {
-    lines.push('## MQTT end to end', '', 'Publish through `Broker`, receive in a `@Subscribe` handler (JSON codec); one publisher and one subscriber connection.', '');
+    lines.push(
+      '## MQTT end to end',
+      '',
+      'Publish through `Broker`, receive in a `@Subscribe` handler (JSON codec); one publisher and one subscriber connection.',
+      '',
+    );
     lines.push(...throughputTable('mqtt', mqtt, ['ktransport', 'ktransport+tracing', 'raw', 'raw+headers', 'nestjs']));
     lines.push(
       '',
@@ -159,7 +182,12 @@ export function writeResults(
   // Kafka
   const kafka = scenarios('kafka');
   if (kafka.length > 0) {
-    lines.push('## Kafka end to end', '', '256 B JSON bodies on a 3-partition topic; idempotent producer, acks -1; kcat (librdkafka) produces and consumes the same count as the native-client reference. The `publish` rows measure the producer alone: a message counts once the brokers acknowledged it.', '');
+    lines.push(
+      '## Kafka end to end',
+      '',
+      '256 B JSON bodies on a 3-partition topic; idempotent producer, acks -1; kcat (librdkafka) produces and consumes the same count as the native-client reference. The `publish` rows measure the producer alone: a message counts once the brokers acknowledged it.',
+      '',
+    );
     lines.push(...throughputTable('kafka', kafka, ['ktransport', 'raw', 'raw+headers', 'nestjs', 'kcat']));
     lines.push(
       '',
@@ -184,7 +212,12 @@ export function writeResults(
   // Latency
   const latency = scenarios('latency');
   if (latency.length > 0) {
-    lines.push('## Latency', '', 'A fixed rate for a fixed time (after a warm-up at the same rate); time from the publish call to the handler, in the same process.', '');
+    lines.push(
+      '## Latency',
+      '',
+      'A fixed rate for a fixed time (after a warm-up at the same rate); time from the publish call to the handler, in the same process.',
+      '',
+    );
     lines.push('| scenario | impl | n | p50 ms | p99 ms | max ms | rounds |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const scenario of latency) {
       for (const impl of ['ktransport', 'raw']) {
@@ -214,7 +247,12 @@ export function writeResults(
   // Scale
   const scale = scenarios('scale');
   if (scale.length > 0) {
-    lines.push('## Scale', '', 'One broker with 1 or 10,000 subscriptions (`+` and `#` filters alternating); every message matches one subscription, in turn. RSS after delivery.', '');
+    lines.push(
+      '## Scale',
+      '',
+      'One broker with 1 or 10,000 subscriptions (`+` and `#` filters alternating); every message matches one subscription, in turn. RSS after delivery.',
+      '',
+    );
     lines.push(...throughputTable('scale', scale, ['ktransport']));
     lines.push('', '| transport | 10,000 subscriptions / 1 subscription | by CPU |', '| --- | ---: | ---: |');
     for (const transport of ['memory', 'mqtt']) {

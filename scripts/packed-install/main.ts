@@ -53,7 +53,10 @@ await container.get(ReportRepository).post({ event: 'boot', content: 'device 7' 
 await app.stop();
 
 const saved = container.get(SaverService).saved;
-const spans = exporter.getFinishedSpans().map((span) => span.name).sort();
+const spans = exporter
+  .getFinishedSpans()
+  .map((span) => span.name)
+  .sort();
 if (saved.join() !== 'boot' || spans.join() !== 'process report/event,send report/event') {
   throw new Error(`unexpected: saved=${saved.join()} spans=${spans.join()}`);
 }

@@ -12,10 +12,7 @@ const DATABASE_URL = /^(postgres(ql)?:\/\/\S+|pglite:\S*)$/;
 const Config = z.object({
   broker: z
     .object({
-      url: z
-        .string()
-        .regex(BROKER_URL, 'must be mqtt://host:port, mqtts://, ws://, wss://, kafka://host:port[,host:port] or memory:')
-        .optional(),
+      url: z.string().regex(BROKER_URL, 'must be mqtt://host:port, mqtts://, ws://, wss://, kafka://host:port[,host:port] or memory:').optional(),
       /** MQTT protocol: 5 (default) or 4 (3.1.1, for brokers without MQTT 5 such as the embedded one). */
       protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
       /** Port of the embedded MQTT broker started when no url is given. */
@@ -28,15 +25,26 @@ const Config = z.object({
     })
     .default({ url: 'pglite:.data/saver-db' }),
   grpc: z
-    .object({ address: z.string().regex(/^[\w.-]+:\d+$/, 'must be host:port').default('127.0.0.1:50051') })
+    .object({
+      address: z
+        .string()
+        .regex(/^[\w.-]+:\d+$/, 'must be host:port')
+        .default('127.0.0.1:50051'),
+    })
     .default({ address: '127.0.0.1:50051' }),
   /**
    * Name of this service instance: the MQTT client id of its persistent session
    * and the Kafka client id. Two instances running at once need different names.
    */
-  instance: z.string().regex(/^[\w.-]{1,64}$/, 'letters, digits, ".", "_" and "-" only').optional(),
+  instance: z
+    .string()
+    .regex(/^[\w.-]{1,64}$/, 'letters, digits, ".", "_" and "-" only')
+    .optional(),
   /** Group the saver's subscriptions join (Kafka consumer group, MQTT shared subscription). */
-  group: z.string().regex(/^[\w.-]{1,64}$/, 'letters, digits, ".", "_" and "-" only').default('saver'),
+  group: z
+    .string()
+    .regex(/^[\w.-]{1,64}$/, 'letters, digits, ".", "_" and "-" only')
+    .default('saver'),
 });
 export type Config = z.infer<typeof Config>;
 

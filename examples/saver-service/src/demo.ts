@@ -19,7 +19,12 @@ import { endMqttSession } from './transport.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const { values } = parseArgs({
-  options: { count: { type: 'string', default: '1000' }, broker: { type: 'string' }, database: { type: 'string' }, timeout: { type: 'string', default: '120' } },
+  options: {
+    count: { type: 'string', default: '1000' },
+    broker: { type: 'string' },
+    database: { type: 'string' },
+    timeout: { type: 'string', default: '120' },
+  },
 });
 const count = Number(values.count);
 const err = (line: string): boolean => process.stderr.write(line);
@@ -71,7 +76,9 @@ async function main(): Promise<number> {
     await db.close();
     const stored = Number(row?.stored ?? 0);
     const lost = posted - stored;
-    console.log(`demo: posted=${posted} stored=${stored} duplicates=${stats.duplicates} lost=${lost} transport=${transport} db=${values.database ? 'postgres' : 'pglite(embedded)'}`);
+    console.log(
+      `demo: posted=${posted} stored=${stored} duplicates=${stats.duplicates} lost=${lost} transport=${transport} db=${values.database ? 'postgres' : 'pglite(embedded)'}`,
+    );
     return lost === 0 && posted === count ? 0 : 1;
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
@@ -134,7 +141,10 @@ function start(role: string, env: NodeJS.ProcessEnv, children: ChildProcess[]): 
           if (output.some(match)) return done(resolve);
           if (proc.exitCode !== null) return done(() => reject(new Error(`${role} exited with code ${proc.exitCode}`)));
         };
-        const timer = setTimeout(() => done(() => reject(new Error(`${role}: timed out waiting; last line: ${output.at(-1) ?? '(none)'}`))), deadline - Date.now());
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`${role}: timed out waiting; last line: ${output.at(-1) ?? '(none)'}`))),
+          deadline - Date.now(),
+        );
         const done = (fn: () => void): void => {
           clearTimeout(timer);
           waiters.delete(check);

@@ -28,7 +28,10 @@ export interface ReportClient extends grpc.Client {
 }
 
 /** The ReportService definition (for the server) and a client constructor. */
-export function loadReportService(): { definition: grpc.ServiceDefinition; Client: new (address: string, credentials: grpc.ChannelCredentials) => ReportClient } {
+export function loadReportService(): {
+  definition: grpc.ServiceDefinition;
+  Client: new (address: string, credentials: grpc.ChannelCredentials) => ReportClient;
+} {
   const packageDefinition = protoLoader.loadSync(REPORT_PROTO, { longs: Number, defaults: true });
   const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
     report: { v1: { ReportService: grpc.ServiceClientConstructor } };

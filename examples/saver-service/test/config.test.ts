@@ -15,8 +15,14 @@ describe('configuration', () => {
 
   it('reads the config file and lets environment variables override it', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'kt-config-')), 'config.json');
-    writeFileSync(file, JSON.stringify({ broker: { url: 'mqtt://10.0.0.1:1883' }, database: { url: 'postgres://db/reports' }, grpc: { address: '0.0.0.0:6000' } }));
-    const config = loadConfig({ file, env: { KT_BROKER_URL: 'kafka://127.0.0.1:9092', KT_MQTT_PROTOCOL_VERSION: '4', KT_INSTANCE: 'saver-2', KT_GROUP: 'savers-eu' } });
+    writeFileSync(
+      file,
+      JSON.stringify({ broker: { url: 'mqtt://10.0.0.1:1883' }, database: { url: 'postgres://db/reports' }, grpc: { address: '0.0.0.0:6000' } }),
+    );
+    const config = loadConfig({
+      file,
+      env: { KT_BROKER_URL: 'kafka://127.0.0.1:9092', KT_MQTT_PROTOCOL_VERSION: '4', KT_INSTANCE: 'saver-2', KT_GROUP: 'savers-eu' },
+    });
     expect(config.broker).toEqual({ url: 'kafka://127.0.0.1:9092', protocolVersion: 4, embeddedPort: 1885 });
     expect(config.database.url).toBe('postgres://db/reports');
     expect(config.grpc.address).toBe('0.0.0.0:6000');
@@ -25,7 +31,8 @@ describe('configuration', () => {
   });
 
   it('refuses wrong values at start with every reason spelled out', () => {
-    const load = (): unknown => loadConfig({ env: { KT_BROKER_URL: 'amqp://rabbit', KT_DATABASE_URL: 'mysql://x', KT_GRPC_ADDRESS: 'nowhere', KT_MQTT_PROTOCOL_VERSION: '3' } });
+    const load = (): unknown =>
+      loadConfig({ env: { KT_BROKER_URL: 'amqp://rabbit', KT_DATABASE_URL: 'mysql://x', KT_GRPC_ADDRESS: 'nowhere', KT_MQTT_PROTOCOL_VERSION: '3' } });
     expect(load).toThrow(ConfigError);
     expect(load).toThrow(/broker\.url: must be mqtt:\/\/.*database\.url: must be postgres/);
     expect(load).toThrow(/grpc\.address: must be host:port/);

@@ -30,7 +30,9 @@ export async function freshDatabase(): Promise<{ url: string; count(table?: stri
         const tables = table ? [table] : ['report_events', 'user_reports'];
         let total = 0;
         for (const t of tables) {
-          const { rows } = await client.query<{ n: string; distinct_ids: string }>(`SELECT count(*) AS n, count(DISTINCT message_id) AS distinct_ids FROM ${t}`).catch(() => ({ rows: [{ n: '0', distinct_ids: '0' }] }));
+          const { rows } = await client
+            .query<{ n: string; distinct_ids: string }>(`SELECT count(*) AS n, count(DISTINCT message_id) AS distinct_ids FROM ${t}`)
+            .catch(() => ({ rows: [{ n: '0', distinct_ids: '0' }] }));
           if (rows[0]!.n !== rows[0]!.distinct_ids) throw new Error(`${t} holds a report twice`);
           total += Number(rows[0]!.n);
         }
@@ -125,7 +127,10 @@ type HealthClient = grpc.Client & {
 
 /** The grpc.health.v1 status of the agent at `address`. */
 export async function health(address: string): Promise<string> {
-  const Client = grpc.makeClientConstructor(healthDefinition, 'grpc.health.v1.Health') as unknown as new (a: string, c: grpc.ChannelCredentials) => HealthClient;
+  const Client = grpc.makeClientConstructor(healthDefinition, 'grpc.health.v1.Health') as unknown as new (
+    a: string,
+    c: grpc.ChannelCredentials,
+  ) => HealthClient;
   const client = new Client(address, grpc.credentials.createInsecure());
   try {
     return await new Promise((resolve, reject) => client.Check({ service: '' }, (error, reply) => (error ? reject(error) : resolve(reply!.status))));

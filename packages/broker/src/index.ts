@@ -37,14 +37,7 @@ export { bytesCodec } from './codec/bytes.js';
 export { asBuffer } from './codec/buffer.js';
 export { msgpackCodec } from './codec/msgpack.js';
 export { protobufCodec, type ProtobufCodecOptions, type ProtobufType } from './codec/protobuf.js';
-export {
-  chain,
-  chainPublish,
-  type Middleware,
-  type OutgoingMessage,
-  type PublishFn,
-  type PublishMiddleware,
-} from './middleware/middleware.js';
+export { chain, chainPublish, type Middleware, type OutgoingMessage, type PublishFn, type PublishMiddleware } from './middleware/middleware.js';
 export { tracingConsumer, tracingPublisher, type TracingOptions } from './middleware/tracing.js';
 export { W3CTraceContext } from './middleware/propagation.js';
 export { metricsConsumer, metricsPublisher, type MetricsOptions } from './middleware/metrics.js';

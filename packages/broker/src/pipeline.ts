@@ -139,7 +139,9 @@ export class MessagePipeline {
     try {
       payload = codec.encode(body as never);
     } catch (error) {
-      throw new PublishError(topic, `cannot encode body for ${topic} with codec "${codec.name}": ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new PublishError(topic, `cannot encode body for ${topic} with codec "${codec.name}": ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
     }
     const headers: Headers = { ...options.headers };
     // Bytes carry whatever content type the caller labelled them with (dead-letter keeps the original).
@@ -162,9 +164,8 @@ export class MessagePipeline {
     const run = chain(...this.#consumerOuter, ...inner)(handler as Handler<unknown>);
     const group = options.group;
     return (message, signal) => {
-      const context: HandlerContext = group === undefined
-        ? { attempt: 1, filter, signal, payload: message.body }
-        : { attempt: 1, filter, group, signal, payload: message.body };
+      const context: HandlerContext =
+        group === undefined ? { attempt: 1, filter, signal, payload: message.body } : { attempt: 1, filter, group, signal, payload: message.body };
       try {
         // Not an async function: a handler chain that settles synchronously costs no extra promise.
         return Promise.resolve(run(message, context));

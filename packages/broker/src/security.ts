@@ -57,7 +57,8 @@ export function isCertificateError(error: unknown): boolean {
     const { code, message } = e as { code?: unknown; message?: unknown };
     if (typeof code === 'string' && CERTIFICATE_CODES.has(code)) return true;
     // The broker's alert when it refused our certificate (mutual TLS): OpenSSL names it in the message.
-    if (typeof message === 'string' && /alert (bad certificate|certificate required|unknown ca|certificate unknown|certificate expired)/i.test(message)) return true;
+    if (typeof message === 'string' && /alert (bad certificate|certificate required|unknown ca|certificate unknown|certificate expired)/i.test(message))
+      return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;

@@ -75,7 +75,11 @@ export class BrokerServer implements Server {
   }
 
   /** Adds a subscription (transport options ride along); applied at start, or at once when already running. */
-  subscribe<O extends SubscribeOptions & { schema: StandardSchemaV1 }>(topic: string, handler: Handler<StandardSchemaV1.InferOutput<O['schema']>>, options: O): this;
+  subscribe<O extends SubscribeOptions & { schema: StandardSchemaV1 }>(
+    topic: string,
+    handler: Handler<StandardSchemaV1.InferOutput<O['schema']>>,
+    options: O,
+  ): this;
   subscribe<T, O extends SubscribeOptions = SubscribeOptions>(topic: string, handler: Handler<T>, options?: O): this;
   subscribe(topic: string, handler: Handler<never>, given: SubscribeOptions = {}): this {
     const options = given.group === undefined && this.#group !== undefined ? { ...given, group: this.#group } : given;
@@ -114,7 +118,9 @@ export class BrokerServer implements Server {
       this.#active.push(await this.broker.subscribe(topic, handler, options));
     } catch (error) {
       if (error instanceof SubscribeError || error instanceof ConfigurationError) throw error;
-      throw new SubscribeError(topic, `${this.name}: cannot subscribe to ${topic}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new SubscribeError(topic, `${this.name}: cannot subscribe to ${topic}: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
     }
   }
 

@@ -44,7 +44,11 @@ describe('App', () => {
     const log: string[] = [];
     const app = new App({ servers: [server('a', log)], signals: ['SIGTERM'] });
     const running = app.run();
-    await waitFor(() => log.length === 1, 2000, () => 'not started');
+    await waitFor(
+      () => log.length === 1,
+      2000,
+      () => 'not started',
+    );
     process.emit('SIGTERM');
     await running;
     expect(log).toEqual(['start a', 'stop a']);
@@ -70,7 +74,11 @@ describe('App', () => {
     await app.stop();
     expect(process.listenerCount('SIGTERM')).toBe(0);
     const second = app.run();
-    await waitFor(() => log.length === 3, 2000, () => log.join());
+    await waitFor(
+      () => log.length === 3,
+      2000,
+      () => log.join(),
+    );
     expect(process.listenerCount('SIGTERM')).toBe(1);
     process.emit('SIGTERM');
     await second;
@@ -82,7 +90,11 @@ describe('App', () => {
     const log: string[] = [];
     const app = new App({ servers: [server('slow', log, { stopMs: 300 })], stopTimeoutMs: 20, signals: ['SIGTERM'] });
     const running = app.run();
-    await waitFor(() => log.length === 1, 2000, () => 'not started');
+    await waitFor(
+      () => log.length === 1,
+      2000,
+      () => 'not started',
+    );
     process.emit('SIGTERM');
     await expect(running).rejects.toBeInstanceOf(StopError);
     await expect(app.stopped).rejects.toBeInstanceOf(StopError);
@@ -104,7 +116,11 @@ describe('App', () => {
     };
     const app = new App({ servers: [server('a', log), slow], signals: [] });
     const starting = app.start();
-    await waitFor(() => log.length === 1, 2000, () => 'a not started');
+    await waitFor(
+      () => log.length === 1,
+      2000,
+      () => 'a not started',
+    );
     const stopping = app.stop();
     release();
     await expect(starting).rejects.toThrow(/stopped while slow was starting/);

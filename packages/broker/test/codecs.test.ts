@@ -49,7 +49,11 @@ describe('codecs', () => {
     await broker.subscribe('readings', (m) => void got.push(m), { codec: 'json' });
     await broker.publish('readings', { celsius: 21.5 }, { codec: 'msgpack' });
     await broker.publish('readings', 'plain words', { codec: 'text' });
-    await waitFor(() => got.length === 2, 2000, () => String(got.length));
+    await waitFor(
+      () => got.length === 2,
+      2000,
+      () => String(got.length),
+    );
     expect(got.map((m) => m.body)).toEqual([{ celsius: 21.5 }, 'plain words']);
     expect(got[0]?.headers['content-type']).toBe('application/msgpack');
     await broker.disconnect();
@@ -60,7 +64,11 @@ describe('codecs', () => {
     const got: Message[] = [];
     await broker.subscribe('t', (m) => void got.push(m));
     await broker.publish('t', 'hello');
-    await waitFor(() => got.length === 1, 2000, () => 'nothing');
+    await waitFor(
+      () => got.length === 1,
+      2000,
+      () => 'nothing',
+    );
     expect(got[0]?.headers['content-type']).toBe('text/plain; charset=utf-8');
     await broker.disconnect();
   });
@@ -74,7 +82,11 @@ describe('codecs', () => {
     await broker.publish('in', new TextEncoder().encode('<xml/>'), { codec: 'bytes', headers: { 'content-type': 'application/xml' } });
     await broker.publish('in', new TextEncoder().encode('{broken'), { codec: 'bytes', headers: { 'content-type': 'application/json' } });
     await broker.publish('in', { fine: true });
-    await waitFor(() => dead.length === 2 && handled.length === 1, 2000, () => `${dead.length}/${handled.length}`);
+    await waitFor(
+      () => dead.length === 2 && handled.length === 1,
+      2000,
+      () => `${dead.length}/${handled.length}`,
+    );
     expect(handled).toEqual([{ fine: true }]);
     expect(dead.map((m) => m.headers[DEAD_LETTER_HEADER.errorType])).toEqual(['DECODE_ERROR', 'DECODE_ERROR']);
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.error]).toMatch(/no codec registered for content type "application\/xml"/);
@@ -91,7 +103,11 @@ describe('codecs', () => {
     await broker.subscribe('in', () => undefined, { deadLetter: 'dlq' });
     await broker.publish('in', new Uint8Array([0x01]), { codec: 'bytes', headers: { 'content-type': 'application/json' } });
     await broker.publish('in', new Uint8Array([0x7b]), { codec: 'bytes', headers: { 'content-type': `application/${'z'.repeat(65_500)}` } });
-    await waitFor(() => dead.length === 2, 2000, () => `${dead.length}`);
+    await waitFor(
+      () => dead.length === 2,
+      2000,
+      () => `${dead.length}`,
+    );
     for (const m of dead) {
       const reason = m.headers[DEAD_LETTER_HEADER.error] ?? '';
       expect(invalidTextIndex(reason)).toBe(-1);
@@ -122,7 +138,11 @@ describe('codecs', () => {
     await broker.subscribe('reports', (m) => void got.push(m));
     await broker.publish('reports', Event.create({ name: 'boot', content: 'ok' }), { codec: 'protobuf:report.Event' });
     await broker.publish('reports', User.create({ userId: 42, status: 'active' }), { codec: 'protobuf:report.User' });
-    await waitFor(() => got.length === 2, 2000, () => String(got.length));
+    await waitFor(
+      () => got.length === 2,
+      2000,
+      () => String(got.length),
+    );
     expect(Event.toObject(got[0]?.body as protobuf.Message)).toEqual({ name: 'boot', content: 'ok' });
     expect(User.toObject(got[1]?.body as protobuf.Message, { longs: Number })).toEqual({ userId: 42, status: 'active' });
     expect(() => protobufCodec({ encode: Event.encode.bind(Event), decode: Event.decode.bind(Event) } as never)).toThrow(/message type/);

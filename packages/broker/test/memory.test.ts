@@ -37,7 +37,11 @@ describe('MemoryBroker', () => {
     await broker.subscribe('t', (m) => void got.push(m.body as string), { codec: 'text' });
     await expect(broker.publish('t', 'x'.repeat(65), { codec: 'text' })).rejects.toThrow(/exceeds maxPayloadBytes \(64\)/);
     await broker.publish('t', 'small', { codec: 'text' });
-    await waitFor(() => got.length === 1, 2000, () => 'nothing');
+    await waitFor(
+      () => got.length === 1,
+      2000,
+      () => 'nothing',
+    );
     expect(got).toEqual(['small']);
     await broker.disconnect();
   });
@@ -47,14 +51,22 @@ describe('MemoryBroker', () => {
     let running = 0;
     let peak = 0;
     let done = 0;
-    await broker.subscribe('t', async () => {
-      peak = Math.max(peak, ++running);
-      await sleep(5);
-      running--;
-      done++;
-    }, { concurrency: 3 });
+    await broker.subscribe(
+      't',
+      async () => {
+        peak = Math.max(peak, ++running);
+        await sleep(5);
+        running--;
+        done++;
+      },
+      { concurrency: 3 },
+    );
     for (let i = 0; i < 20; i++) await broker.publish('t', i);
-    await waitFor(() => done === 20, 5000, () => String(done));
+    await waitFor(
+      () => done === 20,
+      5000,
+      () => String(done),
+    );
     expect(peak).toBe(3);
     await broker.disconnect();
   });
@@ -67,7 +79,11 @@ describe('MemoryBroker', () => {
       if (at.length === 1) throw new Error('first try fails');
     });
     await broker.publish('t', 1);
-    await waitFor(() => at.length === 2, 2000, () => String(at.length));
+    await waitFor(
+      () => at.length === 2,
+      2000,
+      () => String(at.length),
+    );
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(75);
     await broker.disconnect();
   });
@@ -130,7 +146,11 @@ describe('MemoryBroker', () => {
     const broker = await memoryBroker({ publishMiddleware: [stamp], middleware: [audit] });
     await broker.subscribe('t', () => undefined);
     await broker.publish('t', 1);
-    await waitFor(() => seen.length === 1, 2000, () => 'nothing');
+    await waitFor(
+      () => seen.length === 1,
+      2000,
+      () => 'nothing',
+    );
     expect(seen).toEqual(['t:acme']);
     await broker.disconnect();
   });
@@ -159,7 +179,11 @@ describe('MemoryBroker', () => {
     await broker.subscribe('t', () => void counts[2]!++, { group: 'g' });
     await broker.subscribe('t', () => void plain++);
     for (let i = 0; i < 30; i++) await broker.publish('t', i);
-    await waitFor(() => plain === 30 && counts.reduce((a, b) => a + b) === 30, 2000, () => `${counts} ${plain}`);
+    await waitFor(
+      () => plain === 30 && counts.reduce((a, b) => a + b) === 30,
+      2000,
+      () => `${counts} ${plain}`,
+    );
     expect(counts).toEqual([10, 10, 10]);
     await broker.disconnect();
   });
@@ -189,7 +213,11 @@ describe('message ids', () => {
       await broker.subscribe('t', (m) => void got.push({ id: m.id, header: m.headers['message-id'] }));
       await broker.publish('t', 1);
       await broker.publish('t', 2, { headers: { 'message-id': 'order-42' } });
-      await waitFor(() => got.length === 2, 2000, () => String(got.length));
+      await waitFor(
+        () => got.length === 2,
+        2000,
+        () => String(got.length),
+      );
       if (messageIds) expect(got[0]?.id).toMatch(/^[0-9a-f-]{36}$/);
       else expect(got[0]).toEqual({ id: undefined, header: undefined });
       expect(got[1]).toEqual({ id: 'order-42', header: 'order-42' });

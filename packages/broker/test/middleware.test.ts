@@ -49,11 +49,14 @@ const context = (overrides: Partial<HandlerContext> = {}): HandlerContext => ({
 describe('chain', () => {
   it('runs the first middleware outermost', async () => {
     const trace: string[] = [];
-    const tag = (name: string): Middleware => (next) => async (m, c) => {
-      trace.push(`>${name}`);
-      await next(m, c);
-      trace.push(`<${name}`);
-    };
+    const tag =
+      (name: string): Middleware =>
+      (next) =>
+      async (m, c) => {
+        trace.push(`>${name}`);
+        await next(m, c);
+        trace.push(`<${name}`);
+      };
     await chain(tag('a'), tag('b'))(() => void trace.push('handler'))(message(), context());
     expect(trace).toEqual(['>a', '>b', 'handler', '<b', '<a']);
   });
@@ -111,7 +114,10 @@ describe('retry', () => {
 describe('deadLetter', () => {
   it('publishes the original bytes and headers with the reason, then acknowledges', async () => {
     const sent: { topic: string; payload: Uint8Array; headers: Headers }[] = [];
-    const run = deadLetter('devices.dlq', async (topic, payload, headers) => void sent.push({ topic, payload, headers }))(
+    const run = deadLetter(
+      'devices.dlq',
+      async (topic, payload, headers) => void sent.push({ topic, payload, headers }),
+    )(
       retry({ attempts: 2, initialDelayMs: 1 })(() => {
         throw new Error('constraint violated');
       }),
@@ -133,7 +139,10 @@ describe('deadLetter', () => {
 
   it('keeps the record key, and bounds and escapes the reason whatever the error quoted', async () => {
     const sent: { headers: Headers; key: string | undefined }[] = [];
-    const run = deadLetter('dlq', async (_topic, _payload, headers, key) => void sent.push({ headers, key }))(() => {
+    const run = deadLetter(
+      'dlq',
+      async (_topic, _payload, headers, key) => void sent.push({ headers, key }),
+    )(() => {
       throw new Error(`bad byte \u0001 then ${'x'.repeat(100_000)}`);
     });
     await run({ ...message(), key: 'same-customer' }, context());
@@ -187,7 +196,11 @@ describe('deadLetter', () => {
 
   it('redelivers when the dead-letter publish may succeed later (retriable), even with a reporter', async () => {
     const reports: unknown[] = [];
-    const run = deadLetter('dlq', () => Promise.reject(new PublishError('dlq', 'broker down', { retriable: true })), (e) => reports.push(e))(() => {
+    const run = deadLetter(
+      'dlq',
+      () => Promise.reject(new PublishError('dlq', 'broker down', { retriable: true })),
+      (e) => reports.push(e),
+    )(() => {
       throw new Error('boom');
     });
     await expect(run(message(), context())).rejects.toThrow('broker down');
@@ -233,7 +246,11 @@ describe('timeout', () => {
     await broker.subscribe('dlq', (m) => void dead.push(m), { codec: 'bytes' });
     await broker.subscribe('slow', () => new Promise((r) => setTimeout(r, 500)), { timeoutMs: 10, deadLetter: 'dlq' });
     await broker.publish('slow', { n: 1 });
-    await waitFor(() => dead.length === 1, 2000, () => 'not dead-lettered');
+    await waitFor(
+      () => dead.length === 1,
+      2000,
+      () => 'not dead-lettered',
+    );
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.errorType]).toBe('TIMEOUT_ERROR');
     await broker.disconnect();
   });

@@ -15,7 +15,11 @@ describe('BrokerServer', () => {
       .subscribe('reports', () => void got.store++, { group: 'store' });
     await server.start();
     for (let i = 0; i < 5; i++) await broker.publish('reports', i);
-    await waitFor(() => got.audit === 5 && got.store === 5, 2000, () => JSON.stringify(got));
+    await waitFor(
+      () => got.audit === 5 && got.store === 5,
+      2000,
+      () => JSON.stringify(got),
+    );
     await server.stop();
   });
 
@@ -29,7 +33,11 @@ describe('BrokerServer', () => {
     await server.start();
     await sibling.start();
     for (let i = 0; i < 10; i++) await broker.publish('t', i);
-    await waitFor(() => counts[0]! + counts[2]! === 10 && counts[1] === 10, 2000, () => String(counts));
+    await waitFor(
+      () => counts[0]! + counts[2]! === 10 && counts[1] === 10,
+      2000,
+      () => String(counts),
+    );
     expect(counts).toEqual([5, 10, 5]);
     await server.stop();
   });
@@ -65,7 +73,11 @@ describe('BrokerServer', () => {
     server.subscribe('t', () => void got++);
     await new Promise((r) => setTimeout(r, 5));
     await broker.publish('t', 1);
-    await waitFor(() => got === 1, 2000, () => 'nothing');
+    await waitFor(
+      () => got === 1,
+      2000,
+      () => 'nothing',
+    );
     await server.stop();
   });
 

@@ -33,7 +33,11 @@ describe('tracing', () => {
     const got: Message[] = [];
     await broker.subscribe('devices/+/report', (m) => void got.push(m), { group: 'savers' });
     await broker.publish('devices/7/report', { ok: true });
-    await waitFor(() => exporter.getFinishedSpans().length === 2, 2000, () => `${exporter.getFinishedSpans().length} spans`);
+    await waitFor(
+      () => exporter.getFinishedSpans().length === 2,
+      2000,
+      () => `${exporter.getFinishedSpans().length} spans`,
+    );
     const spans = exporter.getFinishedSpans();
     const send = byName(spans, 'send devices/7/report');
     const process = byName(spans, 'process devices/7/report');
@@ -68,11 +72,19 @@ describe('tracing', () => {
     const { provider, exporter } = tracer();
     const broker = await memoryBroker({ tracing: { tracerProvider: provider } });
     await broker.subscribe('dlq', () => undefined);
-    await broker.subscribe('t', () => {
-      throw new RangeError('reading out of range');
-    }, { deadLetter: 'dlq' });
+    await broker.subscribe(
+      't',
+      () => {
+        throw new RangeError('reading out of range');
+      },
+      { deadLetter: 'dlq' },
+    );
     await broker.publish('t', 1);
-    await waitFor(() => exporter.getFinishedSpans().some((s) => s.name === 'process dlq'), 2000, () => 'no dlq span');
+    await waitFor(
+      () => exporter.getFinishedSpans().some((s) => s.name === 'process dlq'),
+      2000,
+      () => 'no dlq span',
+    );
     await broker.disconnect();
     // The dead-letter middleware acknowledges, so the process span itself succeeds; the handler error is on the DLQ message.
     const failing = await memoryBroker({ tracing: { tracerProvider: provider }, redeliveryDelayMs: 10_000, drainTimeoutMs: 0 });
@@ -80,7 +92,11 @@ describe('tracing', () => {
       throw new RangeError('reading out of range');
     });
     await failing.publish('u', 1);
-    await waitFor(() => exporter.getFinishedSpans().some((s) => s.name === 'process u'), 2000, () => 'no span');
+    await waitFor(
+      () => exporter.getFinishedSpans().some((s) => s.name === 'process u'),
+      2000,
+      () => 'no span',
+    );
     const span = byName(exporter.getFinishedSpans(), 'process u');
     expect(span.status.code).toBe(SpanStatusCode.ERROR);
     expect(span.attributes['error.type']).toBe('RangeError');
@@ -99,7 +115,11 @@ describe('tracing', () => {
     });
     await broker.publish('slow', 1);
     await broker.publish('late', 1);
-    await waitFor(() => exporter.getFinishedSpans().filter((s) => s.name.startsWith('process')).length === 2, 2000, () => 'spans missing');
+    await waitFor(
+      () => exporter.getFinishedSpans().filter((s) => s.name.startsWith('process')).length === 2,
+      2000,
+      () => 'spans missing',
+    );
     const millis = (span: ReadableSpan): number => span.duration[0] * 1_000 + span.duration[1] / 1e6;
     const slow = byName(exporter.getFinishedSpans(), 'process slow');
     const late = byName(exporter.getFinishedSpans(), 'process late');
@@ -120,7 +140,11 @@ describe('tracing', () => {
       let headers: Record<string, string> = {};
       await broker.subscribe('t', (m) => void (headers = m.headers));
       await broker.publish('t', 1);
-      await waitFor(() => Object.keys(headers).length > 0, 2000, () => 'nothing');
+      await waitFor(
+        () => Object.keys(headers).length > 0,
+        2000,
+        () => 'nothing',
+      );
       expect(exporter.getFinishedSpans()).toEqual([]);
       expect(headers.traceparent).toBeUndefined();
       await broker.disconnect();
@@ -146,7 +170,11 @@ describe('tracing', () => {
     const broker = await memoryBroker({ tracing: { tracerProvider: provider, propagator: custom } });
     await broker.subscribe('t', () => undefined);
     await broker.publish('t', 1);
-    await waitFor(() => fields.length === 1, 2000, () => 'not extracted');
+    await waitFor(
+      () => fields.length === 1,
+      2000,
+      () => 'not extracted',
+    );
     expect(fields).toEqual(['yes']);
     await broker.disconnect();
   });
@@ -172,7 +200,11 @@ describe('metrics', () => {
     let handled = 0;
     await broker.subscribe('t', () => void handled++, { group: 'g' });
     for (let i = 0; i < 3; i++) await broker.publish('t', i);
-    await waitFor(() => handled === 3, 2000, () => String(handled));
+    await waitFor(
+      () => handled === 3,
+      2000,
+      () => String(handled),
+    );
     await broker.disconnect();
     const { resourceMetrics } = await reader.collect();
     const metrics = new Map(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).map((m) => [m.descriptor.name, m]));

@@ -65,7 +65,11 @@ describe('the used-by flow: @Subscribe service, repository with an injected Brok
 
     const store = container.get(Store);
     const dead = container.get(DeadLetters);
-    await waitFor(() => store.reports.length === 100 && dead.messages.length === 1, 2000, () => `${store.reports.length}/${dead.messages.length}`);
+    await waitFor(
+      () => store.reports.length === 100 && dead.messages.length === 1,
+      2000,
+      () => `${store.reports.length}/${dead.messages.length}`,
+    );
     await app.stop();
 
     expect(new Set(store.reports.map((r) => r.device)).size).toBe(100);

@@ -41,7 +41,12 @@ export function observe(kind: MethodKind, handler: UntypedHandleCall, begin: (ca
         callback(error, value, trailer, flags);
       };
       onCancel(call, end);
-      invoke(observer, end, () => (handler as Responding)(call, respond), (error) => respond(asStatusError(error)));
+      invoke(
+        observer,
+        end,
+        () => (handler as Responding)(call, respond),
+        (error) => respond(asStatusError(error)),
+      );
     };
     return wrapped as UntypedHandleCall;
   }
@@ -53,9 +58,14 @@ export function observe(kind: MethodKind, handler: UntypedHandleCall, begin: (ca
     call.on('finish', () => end(failure === undefined ? { code: status.OK } : { code: codeOf(failure), error: failure }));
     call.on('close', () => end(failure === undefined ? { code: status.CANCELLED } : { code: codeOf(failure), error: failure }));
     onCancel(call, end);
-    invoke(observer, end, () => (handler as Streaming)(call), (error) => {
-      if (!call.writableEnded && !call.destroyed) call.emit('error', asStatusError(error));
-    });
+    invoke(
+      observer,
+      end,
+      () => (handler as Streaming)(call),
+      (error) => {
+        if (!call.writableEnded && !call.destroyed) call.emit('error', asStatusError(error));
+      },
+    );
   };
   return wrapped as UntypedHandleCall;
 }

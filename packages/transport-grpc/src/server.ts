@@ -64,7 +64,8 @@ export class GrpcServer implements Server {
   addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): this {
     if (this.#starting) throw new ConfigurationError(`${this.name}: services must be added before start`);
     const service = serviceOf(definition);
-    if (service === HEALTH_SERVICE && this.#health) throw new ConfigurationError(`${this.name}: ${HEALTH_SERVICE} is served by the health option; set health: false to serve your own`);
+    if (service === HEALTH_SERVICE && this.#health)
+      throw new ConfigurationError(`${this.name}: ${HEALTH_SERVICE} is served by the health option; set health: false to serve your own`);
     if (this.#services.has(service)) throw new ConfigurationError(`${this.name}: service ${service} was already added`);
     this.#services.set(service, { definition, implementation });
     this.#health?.addService(service);
@@ -73,7 +74,11 @@ export class GrpcServer implements Server {
 
   /** Listens on the address; rejects with a BindError when it cannot. */
   start(): Promise<void> {
-    if (this.#stopping) return this.#stopping.then(() => this.start(), () => this.start());
+    if (this.#stopping)
+      return this.#stopping.then(
+        () => this.start(),
+        () => this.start(),
+      );
     this.#starting ??= this.#start().catch((error: unknown) => {
       this.#starting = undefined;
       throw error;
@@ -86,7 +91,10 @@ export class GrpcServer implements Server {
     if (!this.#starting) return Promise.resolve();
     const starting = this.#starting;
     this.#stopping ??= starting
-      .then(() => this.#stop(), () => undefined)
+      .then(
+        () => this.#stop(),
+        () => undefined,
+      )
       .finally(() => {
         this.#starting = undefined;
         this.#stopping = undefined;

@@ -82,12 +82,24 @@ describe('health', () => {
     const { client: c } = await serve({ health: { dependencies: [broker] } });
     const watching = watch(c);
     cleanup.push(watching.cancel);
-    await waitFor(() => watching.statuses.length === 1, 2000, () => `statuses ${watching.statuses.join()}`);
+    await waitFor(
+      () => watching.statuses.length === 1,
+      2000,
+      () => `statuses ${watching.statuses.join()}`,
+    );
     broker.set('connecting');
     broker.set('connected');
-    await waitFor(() => watching.statuses.length === 2, 2000, () => `statuses ${watching.statuses.join()}`);
+    await waitFor(
+      () => watching.statuses.length === 2,
+      2000,
+      () => `statuses ${watching.statuses.join()}`,
+    );
     broker.set('reconnecting');
-    await waitFor(() => watching.statuses.length === 3, 2000, () => `statuses ${watching.statuses.join()}`);
+    await waitFor(
+      () => watching.statuses.length === 3,
+      2000,
+      () => `statuses ${watching.statuses.join()}`,
+    );
     // 'connecting' after 'disconnected' changed nothing, so it sent nothing.
     expect(watching.statuses).toEqual(['NOT_SERVING', 'SERVING', 'NOT_SERVING']);
   });
@@ -98,7 +110,11 @@ describe('health', () => {
     expect(error.code).toBe(grpc.status.NOT_FOUND);
     const watching = watch(c, 'nobody.Home');
     cleanup.push(watching.cancel);
-    await waitFor(() => watching.statuses.length === 1, 2000, () => 'no status');
+    await waitFor(
+      () => watching.statuses.length === 1,
+      2000,
+      () => 'no status',
+    );
     expect(watching.statuses).toEqual(['SERVICE_UNKNOWN']);
   });
 
@@ -119,15 +135,30 @@ describe('health', () => {
   it('turns NOT_SERVING as soon as stop begins, tells watchers, and ends their streams so the drain is not held up', async () => {
     const entered = deferred();
     const { server, client: c } = await serve({
-      services: [echoService({ Echo: (call, callback) => { entered.resolve(); void sleep(call.request.delay_ms).then(() => callback(null, { text: 'done' })); } })],
+      services: [
+        echoService({
+          Echo: (call, callback) => {
+            entered.resolve();
+            void sleep(call.request.delay_ms).then(() => callback(null, { text: 'done' }));
+          },
+        }),
+      ],
       shutdownTimeoutMs: 5000,
     });
     const watching = watch(c);
-    await waitFor(() => watching.statuses.length === 1, 2000, () => 'no status');
+    await waitFor(
+      () => watching.statuses.length === 1,
+      2000,
+      () => 'no status',
+    );
     const slow = unary(c, echoMethod, { text: '', delay_ms: 300 });
     await entered.promise;
     const stopping = server.stop();
-    await waitFor(() => watching.statuses.length === 2, 2000, () => `statuses ${watching.statuses.join()}`);
+    await waitFor(
+      () => watching.statuses.length === 2,
+      2000,
+      () => `statuses ${watching.statuses.join()}`,
+    );
     expect(watching.statuses).toEqual(['SERVING', 'NOT_SERVING']);
     expect((await watching.ended).code).toBe(grpc.status.OK);
     // The watch ended while the slow call still runs: stop waits for that call only.

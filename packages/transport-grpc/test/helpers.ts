@@ -90,7 +90,12 @@ export function collect<Res>(stream: grpc.ClientReadableStream<Res>): Promise<Re
   });
 }
 
-export function serverStream<Req, Res>(client: grpc.Client, method: grpc.MethodDefinition<Req, Res>, request: Req, metadata = new grpc.Metadata()): grpc.ClientReadableStream<Res> {
+export function serverStream<Req, Res>(
+  client: grpc.Client,
+  method: grpc.MethodDefinition<Req, Res>,
+  request: Req,
+  metadata = new grpc.Metadata(),
+): grpc.ClientReadableStream<Res> {
   return client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, {});
 }
 
@@ -183,11 +188,29 @@ export function selfSignedCertificate(): { key: Buffer; cert: Buffer } {
   try {
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'pipe' },
+    );
     return { key: readFileSync(key), cert: readFileSync(cert) };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -53,7 +53,14 @@ describe('GrpcServer', () => {
     const entered = deferred();
     const server = new GrpcServer({
       tracing: false,
-      services: [echoService({ Echo: (call, callback) => { entered.resolve(); void sleep(call.request.delay_ms).then(() => callback(null, { text: call.request.text })); } })],
+      services: [
+        echoService({
+          Echo: (call, callback) => {
+            entered.resolve();
+            void sleep(call.request.delay_ms).then(() => callback(null, { text: call.request.text }));
+          },
+        }),
+      ],
     });
     const app = new App({ servers: [server], signals: [] });
     await app.start();
@@ -189,7 +196,7 @@ describe('GrpcServer', () => {
     expect(refused.code).not.toBe(grpc.status.OK);
   });
 
-  it('fails a call whose async handler rejects, with the error\'s gRPC code or UNKNOWN', async () => {
+  it("fails a call whose async handler rejects, with the error's gRPC code or UNKNOWN", async () => {
     const c = await started(
       new GrpcServer({
         tracing: false,

@@ -24,8 +24,12 @@ export async function createTopics(admin: Admin, topics: TopicSpec | readonly To
   const specs: readonly TopicSpec[] = Array.isArray(topics) ? topics : [topics as TopicSpec];
   for (const spec of specs) {
     if (!isValidTopic(spec.topic)) throw new ConfigurationError(`invalid Kafka topic name "${spec.topic}": use 1-249 of [a-zA-Z0-9._-]`);
-    for (const [name, value] of [['partitions', spec.partitions], ['replicationFactor', spec.replicationFactor]] as const) {
-      if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new ConfigurationError(`${spec.topic}: ${name} must be a whole number >= 1, got ${value}`);
+    for (const [name, value] of [
+      ['partitions', spec.partitions],
+      ['replicationFactor', spec.replicationFactor],
+    ] as const) {
+      if (value !== undefined && (!Number.isInteger(value) || value < 1))
+        throw new ConfigurationError(`${spec.topic}: ${name} must be a whole number >= 1, got ${value}`);
     }
   }
   try {
@@ -40,9 +44,16 @@ export async function createTopics(admin: Admin, topics: TopicSpec | readonly To
       })),
     });
   } catch (error) {
-    throw new AdminError(`cannot create ${specs.map((s) => s.topic).join(', ')}: ${describe(error, redact)}`, { cause: error, retriable: isConnectionFailure(error) });
+    throw new AdminError(`cannot create ${specs.map((s) => s.topic).join(', ')}: ${describe(error, redact)}`, {
+      cause: error,
+      retriable: isConnectionFailure(error),
+    });
   }
-  await waitForLeaders(admin, specs.map((s) => s.topic), redact);
+  await waitForLeaders(
+    admin,
+    specs.map((s) => s.topic),
+    redact,
+  );
 }
 
 /** Waits until the brokers serve metadata with a leader for every partition of the topics. */

@@ -28,7 +28,10 @@ export const topicRoundRobin: PartitionAssigner = ({ cluster }) => ({
       // The leader only tracks metadata of its own topics; learn the others'.
       if (cluster.findTopicPartitionMetadata(topic).length === 0) await cluster.addTargetTopic(topic);
       const ids = subscribers.get(topic)!.sort();
-      const partitions = cluster.findTopicPartitionMetadata(topic).map((p) => p.partitionId).sort((a, b) => a - b);
+      const partitions = cluster
+        .findTopicPartitionMetadata(topic)
+        .map((p) => p.partitionId)
+        .sort((a, b) => a - b);
       for (const partition of partitions) {
         const target = assignment.get(ids[turn++ % ids.length]!)!;
         (target[topic] ??= []).push(partition);

@@ -139,10 +139,18 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     })();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        late = true;
-        reject(previous ?? (this.#budgetSpent = new ConnectionError(`cannot connect to Kafka at ${this.#options.brokers.join(',')}: not connected within ${this.#options.startTimeoutMs} ms (startTimeoutMs)`)));
-      }, Math.max(0, deadline - Date.now()));
+      timer = setTimeout(
+        () => {
+          late = true;
+          reject(
+            previous ??
+              (this.#budgetSpent = new ConnectionError(
+                `cannot connect to Kafka at ${this.#options.brokers.join(',')}: not connected within ${this.#options.startTimeoutMs} ms (startTimeoutMs)`,
+              )),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
     });
     try {
       await Promise.race([attempt, timeout]);
@@ -252,7 +260,11 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
   async createTopics(topics: TopicSpec | readonly TopicSpec[]): Promise<void> {
     if (!this.#usable() || !this.#admin) throw new ConnectionError('cannot create topics: Kafka broker is not connected');
     const specs: readonly TopicSpec[] = Array.isArray(topics) ? topics : [topics as TopicSpec];
-    await createTopics(this.#admin, specs.map((spec) => ({ ...spec, topic: this.#kafkaTopic(spec.topic, (m) => new ConfigurationError(m)) })), this.#options.redact);
+    await createTopics(
+      this.#admin,
+      specs.map((spec) => ({ ...spec, topic: this.#kafkaTopic(spec.topic, (m) => new ConfigurationError(m)) })),
+      this.#options.redact,
+    );
   }
 
   /** The Kafka topic for a topic of the API (through `topicName`), checked against Kafka's naming rules. */

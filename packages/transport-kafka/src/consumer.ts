@@ -244,7 +244,12 @@ export class GroupSubscriber {
     if (this.#ready.settled) return;
     const last = this.#lastError;
     const detail = last === undefined ? 'no answer from the cluster' : toSubscribeError(this.#o.topic, last, this.#o.options).message;
-    this.#ready.reject(new SubscribeError(this.#o.topic, `cannot subscribe to ${this.#o.topic} within ${timeoutMs} ms (startTimeoutMs): ${detail}`, { cause: last, retriable: true }));
+    this.#ready.reject(
+      new SubscribeError(this.#o.topic, `cannot subscribe to ${this.#o.topic} within ${timeoutMs} ms (startTimeoutMs): ${detail}`, {
+        cause: last,
+        retriable: true,
+      }),
+    );
   }
 
   /** Runs inside kafkajs' join, before any fetch: pause new partitions until their starting offset is set. */

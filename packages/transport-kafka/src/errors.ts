@@ -78,8 +78,7 @@ export function describe(error: unknown, redact: (text: string) => string = (tex
   return redact(unique.length > 0 ? unique.join(': ') : String(error));
 }
 
-export const isAuthFailure = (error: unknown): boolean =>
-  has(error, (e) => e.name === 'KafkaJSSASLAuthenticationError' || AUTH_TYPES.has(String(e.type)));
+export const isAuthFailure = (error: unknown): boolean => has(error, (e) => e.name === 'KafkaJSSASLAuthenticationError' || AUTH_TYPES.has(String(e.type)));
 export const isConnectionFailure = (error: unknown): boolean => has(error, (e) => CONNECTION_NAMES.has(String(e.name)));
 export const isUnknownTopic = (error: unknown): boolean => has(error, (e) => e.type === 'UNKNOWN_TOPIC_OR_PARTITION');
 /** The topic is unknown or has no leader yet: just created (or being auto-created) and not in the metadata. */
@@ -125,7 +124,10 @@ export function toPublishError(topic: string, error: unknown, options: ErrorCont
   const text = describe(error, options.redact);
   if (isUnknownTopic(error)) return new UnknownTopicError(topic, `topic ${topic} does not exist and was not created: ${text}`, { cause: error });
   if (isTooLarge(error)) {
-    return new PublishError(topic, `publish to ${topic} failed: the message is larger than the topic accepts (its max.message.bytes): ${text}`, { cause: error, retriable: false });
+    return new PublishError(topic, `publish to ${topic} failed: the message is larger than the topic accepts (its max.message.bytes): ${text}`, {
+      cause: error,
+      retriable: false,
+    });
   }
   const retriable = chain(error).some((e) => e.retriable === true);
   return new PublishError(topic, `publish to ${topic} failed: ${text}`, { cause: error, retriable });

@@ -24,4 +24,3 @@ export function recordSize(value: Uint8Array, key: string | undefined, headers: 
   for (const name in headers) size += Buffer.byteLength(name) + Buffer.byteLength(headers[name]!) + 4;
   return size;
 }
-

@@ -162,8 +162,10 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
   const idempotent = p.idempotent ?? true;
   const acks = p.acks ?? -1;
   if (acks !== -1 && acks !== 0 && acks !== 1) throw new ConfigurationError(`producer.acks must be -1, 0 or 1, got ${String(acks)}`);
-  if (idempotent && acks !== -1) throw new ConfigurationError(`producer.acks ${acks} needs producer.idempotent: false (an idempotent producer requires acks -1)`);
-  if (idempotent && retry.retries < 1) throw new ConfigurationError('retry.retries 0 needs producer.idempotent: false (an idempotent producer must be allowed to retry)');
+  if (idempotent && acks !== -1)
+    throw new ConfigurationError(`producer.acks ${acks} needs producer.idempotent: false (an idempotent producer requires acks -1)`);
+  if (idempotent && retry.retries < 1)
+    throw new ConfigurationError('retry.retries 0 needs producer.idempotent: false (an idempotent producer must be allowed to retry)');
   const compression = p.compression ?? 'none';
   if (compression !== 'none' && compression !== 'gzip') {
     throw new ConfigurationError(`producer.compression must be 'none' or 'gzip', got ${String(compression)}`);
@@ -176,7 +178,9 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
     redeliveryDelayMs: whole('consumer.redeliveryDelayMs', c.redeliveryDelayMs ?? 1_000, 0),
   };
   if (consumer.heartbeatIntervalMs >= consumer.sessionTimeoutMs) {
-    throw new ConfigurationError(`consumer.heartbeatIntervalMs (${consumer.heartbeatIntervalMs}) must be below consumer.sessionTimeoutMs (${consumer.sessionTimeoutMs})`);
+    throw new ConfigurationError(
+      `consumer.heartbeatIntervalMs (${consumer.heartbeatIntervalMs}) must be below consumer.sessionTimeoutMs (${consumer.sessionTimeoutMs})`,
+    );
   }
   if (options.logger !== undefined && typeof options.logger !== 'function') throw new ConfigurationError('logger must be a function');
   if (options.topicName !== undefined && typeof options.topicName !== 'function') throw new ConfigurationError('topicName must be a function');

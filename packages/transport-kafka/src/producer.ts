@@ -1,17 +1,6 @@
 import { ConnectionError, InFlight, PublishError, TimeoutError } from '@ktransport/broker';
 import kafkajs, { type Message as KafkaRecord, type Producer, type RecordMetadata } from 'kafkajs';
-import {
-  addRecord,
-  type Batch,
-  isSettled,
-  kafkaRecordSize,
-  newBatch,
-  type Owned,
-  rejectBatch,
-  resolveBatch,
-  settleOwned,
-  SHARED_MAX_BYTES,
-} from './batch.js';
+import { addRecord, type Batch, isSettled, kafkaRecordSize, newBatch, type Owned, rejectBatch, resolveBatch, settleOwned, SHARED_MAX_BYTES } from './batch.js';
 import type { createKafka } from './client.js';
 import { isTooLarge, toPublishError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
@@ -123,7 +112,11 @@ export class BatchingProducer {
       // connected; waiting here would hold disconnect() for kafkajs' whole retry budget.
       const pending = Symbol('pending');
       const settled = await Promise.race([current.catch(() => undefined), new Promise<typeof pending>((resolve) => setImmediate(() => resolve(pending)))]);
-      if (settled === pending) void current.then((p) => p.disconnect().catch(() => undefined), () => undefined);
+      if (settled === pending)
+        void current.then(
+          (p) => p.disconnect().catch(() => undefined),
+          () => undefined,
+        );
       else if (settled) producers.push(settled);
     }
     await Promise.all(producers.map((p) => p.disconnect().catch(() => undefined)));
@@ -271,13 +264,19 @@ export class BatchingProducer {
       this.#ownFrom.set(topic, Math.min(this.#ownFrom.get(topic) ?? Infinity, smallest));
     }
     if (refusedAll) {
-      batch.rejectShared(new PublishError(topic, `publish to ${topic} failed: the message is larger than the topic accepts (its max.message.bytes)`, { retriable: false }));
+      batch.rejectShared(
+        new PublishError(topic, `publish to ${topic} failed: the message is larger than the topic accepts (its max.message.bytes)`, { retriable: false }),
+      );
       return;
     }
     batch.rejectShared(
       shared.error !== undefined
         ? toPublishError(topic, shared.error, this.#options)
-        : new PublishError(topic, `publish to ${topic} failed: a message sent with it is larger than the topic accepts; this one may have been written, publish it again`, { retriable: true }),
+        : new PublishError(
+            topic,
+            `publish to ${topic} failed: a message sent with it is larger than the topic accepts; this one may have been written, publish it again`,
+            { retriable: true },
+          ),
     );
   }
 
@@ -368,7 +367,9 @@ export class BatchingProducer {
     if (isSettled(batch)) return;
     const error = batch.reached
       ? new TimeoutError(`publish to ${topic} was not acknowledged within ${timeoutMs} ms (publishTimeoutMs); it may still have been written`)
-      : new PublishError(topic, `publish to ${topic} was not sent within ${timeoutMs} ms (publishTimeoutMs); it was dropped and will never be sent`, { retriable: true });
+      : new PublishError(topic, `publish to ${topic} was not sent within ${timeoutMs} ms (publishTimeoutMs); it was dropped and will never be sent`, {
+          retriable: true,
+        });
     this.#onHealth(false);
     rejectBatch(batch, error);
     this.#pending.leave();

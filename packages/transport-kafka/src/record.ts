@@ -25,4 +25,3 @@ export function toRawMessage(topic: string, partition: number, message: KafkaMes
   if (id !== undefined) raw.id = id;
   return raw;
 }
-

@@ -54,25 +54,44 @@ describe('KafkaBroker across a broker restart in the middle of a stream', () => 
       const publisher = async (): Promise<void> => {
         while (publishing && next < 50_000) {
           const n = next++;
-          await broker.publish(topic, { n }, { key: `k${n % 7}` }).then(() => acked.add(n), (error: unknown) => failures.push(error));
+          await broker.publish(topic, { n }, { key: `k${n % 7}` }).then(
+            () => acked.add(n),
+            (error: unknown) => failures.push(error),
+          );
           await sleep(2);
         }
       };
       const publishers = [publisher(), publisher(), publisher(), publisher()];
-      await waitFor(() => acked.size >= 300, 20_000, () => `acked before restart ${acked.size}`);
+      await waitFor(
+        () => acked.size >= 300,
+        20_000,
+        () => `acked before restart ${acked.size}`,
+      );
       // Down for longer than the consumer's retry budget (fast.retry: about 3.5 s), so that the
       // consumer gives up and is restarted however quickly the broker itself comes back.
       await kafka.stop();
       await sleep(OUTAGE_MS);
       await kafka.start();
       const afterRestart = acked.size;
-      await waitFor(() => acked.size >= afterRestart + 300, 60_000, () => `acked after restart ${acked.size - afterRestart}`);
+      await waitFor(
+        () => acked.size >= afterRestart + 300,
+        60_000,
+        () => `acked after restart ${acked.size - afterRestart}`,
+      );
       publishing = false;
       await Promise.all(publishers);
       expect(failures.filter((e) => !(e instanceof BrokerError))).toEqual([]);
-      await waitFor(() => [...acked].every((n) => consumed.has(n)), 60_000, () => `unconsumed ${[...acked].filter((n) => !consumed.has(n)).length} of ${acked.size}`);
+      await waitFor(
+        () => [...acked].every((n) => consumed.has(n)),
+        60_000,
+        () => `unconsumed ${[...acked].filter((n) => !consumed.has(n)).length} of ${acked.size}`,
+      );
       expect(states).toContain('reconnecting');
-      await waitFor(() => broker.state === 'connected', 20_000, () => `state ${broker.state}`);
+      await waitFor(
+        () => broker.state === 'connected',
+        20_000,
+        () => `state ${broker.state}`,
+      );
     } finally {
       publishing = false;
       await broker.disconnect();

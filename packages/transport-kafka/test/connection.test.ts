@@ -38,7 +38,13 @@ describe('KafkaBroker brokers option', () => {
   });
 
   it('never shows a password given in a brokers URL', () => {
-    for (const brokers of ['kafka://app:s3cr3t-pw@127.0.0.1:9092', 'app:s3cr3t-pw@127.0.0.1:9092', ['kafka://app:s3cr3t-pw@h1:9092,h2:9092'], 'kafka://app:s3cr3t/pw@host', 'http://app:s3cr3t-pw@host:1']) {
+    for (const brokers of [
+      'kafka://app:s3cr3t-pw@127.0.0.1:9092',
+      'app:s3cr3t-pw@127.0.0.1:9092',
+      ['kafka://app:s3cr3t-pw@h1:9092,h2:9092'],
+      'kafka://app:s3cr3t/pw@host',
+      'http://app:s3cr3t-pw@host:1',
+    ]) {
       let error: unknown;
       try {
         new KafkaBroker({ brokers });
@@ -62,7 +68,9 @@ describe('KafkaBroker connection failures', () => {
   it('a missing broker is a ConnectionError naming the address; startTimeoutMs bounds how long connect and start keep trying', async () => {
     const address = `127.0.0.1:${closedPort}`;
     let started = Date.now();
-    const quick = await new KafkaBroker({ brokers: address, startTimeoutMs: 300, retry: { retries: 1, initialRetryTimeMs: 50 } }).connect().catch((e: unknown) => e);
+    const quick = await new KafkaBroker({ brokers: address, startTimeoutMs: 300, retry: { retries: 1, initialRetryTimeMs: 50 } })
+      .connect()
+      .catch((e: unknown) => e);
     const quickMs = Date.now() - started;
     expect(quick).toBeInstanceOf(ConnectionError);
     expect(String(quick)).toContain(`cannot connect to Kafka at ${address}`);
@@ -80,14 +88,28 @@ describe('KafkaBroker connection failures', () => {
   });
 
   it('ssl turns TLS on: a plaintext listener then fails the handshake', async () => {
-    const error = await new KafkaBroker({ brokers: KAFKA, ssl: { rejectUnauthorized: false }, startTimeoutMs: 500, retry: { retries: 1, initialRetryTimeMs: 50 } }).connect().catch((e: unknown) => e);
+    const error = await new KafkaBroker({
+      brokers: KAFKA,
+      ssl: { rejectUnauthorized: false },
+      startTimeoutMs: 500,
+      retry: { retries: 1, initialRetryTimeMs: 50 },
+    })
+      .connect()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConnectionError);
     expect(String(error)).toMatch(/TLS|SSL|socket/i);
   });
 
   it('logger receives kafkajs errors', async () => {
     const entries: KafkaLogEntry[] = [];
-    await new KafkaBroker({ brokers: `127.0.0.1:${closedPort}`, startTimeoutMs: 500, retry: { retries: 1, initialRetryTimeMs: 50 }, logger: (e) => entries.push(e) }).connect().catch(() => undefined);
+    await new KafkaBroker({
+      brokers: `127.0.0.1:${closedPort}`,
+      startTimeoutMs: 500,
+      retry: { retries: 1, initialRetryTimeMs: 50 },
+      logger: (e) => entries.push(e),
+    })
+      .connect()
+      .catch(() => undefined);
     expect(entries.some((e) => e.level === 'error' && /ECONNREFUSED/.test(e.message))).toBe(true);
   });
 });
@@ -103,7 +125,11 @@ describe('KafkaBroker SASL', () => {
         const got: number[] = [];
         await good.subscribe<{ n: number }>(topic, (m) => void got.push(m.body.n), { group: unique('g') });
         await good.publish(topic, { n: 42 });
-        await waitFor(() => got.length === 1, 10_000, () => 'nothing received over SASL');
+        await waitFor(
+          () => got.length === 1,
+          10_000,
+          () => 'nothing received over SASL',
+        );
       } finally {
         await good.disconnect();
       }

@@ -10,13 +10,21 @@ describe('KafkaBroker dead letters', () => {
   it('the dead-letter copy keeps the record key, the original headers and the bytes', async () => {
     const [topic, dead] = [await createTopic(kafka.admin, unique('dl-src'), 3), await createTopic(kafka.admin, unique('dl'), 1)];
     const broker = await kafka.connected();
-    await broker.subscribe<{ order: number }>(topic, () => {
-      throw new Error('payment service refused');
-    }, { group: unique('g'), deadLetter: dead, retry: { attempts: 2, initialDelayMs: 5 } });
+    await broker.subscribe<{ order: number }>(
+      topic,
+      () => {
+        throw new Error('payment service refused');
+      },
+      { group: unique('g'), deadLetter: dead, retry: { attempts: 2, initialDelayMs: 5 } },
+    );
     const copies: Message<Uint8Array>[] = [];
     await broker.subscribe<Uint8Array>(dead, (m) => void copies.push(m), { fromBeginning: true, codec: 'bytes' });
     await broker.publish(topic, { order: 7 }, { key: 'same-customer', headers: { 'x-tenant': 'acmé', 'x-request': 'r-1' } });
-    await waitFor(() => copies.length === 1, 15_000, () => 'no dead letter');
+    await waitFor(
+      () => copies.length === 1,
+      15_000,
+      () => 'no dead letter',
+    );
     const copy = copies[0]!;
     expect(copy.key).toBe('same-customer');
     expect(copy.headers).toMatchObject({
@@ -40,7 +48,11 @@ describe('KafkaBroker dead letters', () => {
     await broker.subscribe<Uint8Array>(dead, (m) => void copies.push(m), { fromBeginning: true, codec: 'bytes' });
     await broker.publish(topic, { items: Array.from({ length: 20_000 }, (_, i) => `item-${i}`) }, { key: 'k' });
     await broker.publish(topic, { items: [1, 2] });
-    await waitFor(() => copies.length === 1 && handled.length === 1, 20_000, () => `dead ${copies.length}, handled ${handled.length}`);
+    await waitFor(
+      () => copies.length === 1 && handled.length === 1,
+      20_000,
+      () => `dead ${copies.length}, handled ${handled.length}`,
+    );
     expect(handled).toEqual([[1, 2]]);
     const reason = copies[0]!.headers[DEAD_LETTER_HEADER.error]!;
     expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(DEAD_LETTER_ERROR_MAX_BYTES);
@@ -55,16 +67,24 @@ describe('KafkaBroker dead letters', () => {
     const dead = await createTopic(kafka.admin, unique('dl-small'), 1, { 'max.message.bytes': '20000' });
     const broker = await kafka.connected();
     const handled: number[] = [];
-    await broker.subscribe<{ n: number }>(topic, (m) => {
-      if (m.body.n === 1) throw new Error('rejected');
-      handled.push(m.body.n);
-    }, { group: unique('g'), deadLetter: dead });
+    await broker.subscribe<{ n: number }>(
+      topic,
+      (m) => {
+        if (m.body.n === 1) throw new Error('rejected');
+        handled.push(m.body.n);
+      },
+      { group: unique('g'), deadLetter: dead },
+    );
     const copies: Message<Uint8Array>[] = [];
     await broker.subscribe<Uint8Array>(dead, (m) => void copies.push(m), { fromBeginning: true, codec: 'bytes' });
     // Accepted by the source topic (default 1 MB), too large for the dead-letter topic with these headers.
     await broker.publish(topic, { n: 1 }, { key: 'customer-1', headers: { 'x-big': 'h'.repeat(30_000) } });
     await broker.publish(topic, { n: 2 });
-    await waitFor(() => copies.length === 1 && handled.length === 1, 20_000, () => `dead ${copies.length}, handled ${handled}`);
+    await waitFor(
+      () => copies.length === 1 && handled.length === 1,
+      20_000,
+      () => `dead ${copies.length}, handled ${handled}`,
+    );
     const copy = copies[0]!;
     expect(copy.key).toBe('customer-1');
     expect(copy.headers[DEAD_LETTER_HEADER.headersDropped]).toBe('true');
@@ -81,14 +101,22 @@ describe('KafkaBroker dead letters', () => {
     const broker = await kafka.connected({ onError: (error) => void reported.push(error) });
     const handled: number[] = [];
     let attempts = 0;
-    await broker.subscribe<{ n: number }>(topic, (m) => {
-      if (m.body.n !== 1) return void handled.push(m.body.n);
-      attempts++;
-      throw new Error('rejected');
-    }, { group, deadLetter: dead });
+    await broker.subscribe<{ n: number }>(
+      topic,
+      (m) => {
+        if (m.body.n !== 1) return void handled.push(m.body.n);
+        attempts++;
+        throw new Error('rejected');
+      },
+      { group, deadLetter: dead },
+    );
     await broker.publish(topic, { n: 1, pad: 'p'.repeat(30_000) }, { key: 'customer-9' });
     await broker.publish(topic, { n: 2 });
-    await waitFor(() => handled.length === 1 && reported.length === 1, 20_000, () => `handled ${handled}, reported ${reported.length}`);
+    await waitFor(
+      () => handled.length === 1 && reported.length === 1,
+      20_000,
+      () => `handled ${handled}, reported ${reported.length}`,
+    );
     expect(attempts).toBe(1);
     const error = reported[0] as DeadLetterError;
     expect(error).toBeInstanceOf(DeadLetterError);
@@ -100,7 +128,11 @@ describe('KafkaBroker dead letters', () => {
     const reread: number[] = [];
     await broker.subscribe<{ n: number }>(dead, (m) => void reread.push(m.body.n), { fromBeginning: true });
     await broker.publish(dead, { n: 3 });
-    await waitFor(() => reread.includes(3), 10_000, () => `dead-letter topic holds ${reread}`);
+    await waitFor(
+      () => reread.includes(3),
+      10_000,
+      () => `dead-letter topic holds ${reread}`,
+    );
     expect(reread).toEqual([3]);
   });
 });

@@ -24,22 +24,34 @@ describe('KafkaBroker offsets', () => {
     const handled: number[] = [];
     let attempts = 0;
     let healed = false;
-    await broker.subscribe<Body>(topic, (m) => {
-      if (m.body.n === 3 && !healed) {
-        attempts++;
-        throw new Error('database unavailable');
-      }
-      handled.push(m.body.n);
-    }, { group });
+    await broker.subscribe<Body>(
+      topic,
+      (m) => {
+        if (m.body.n === 3 && !healed) {
+          attempts++;
+          throw new Error('database unavailable');
+        }
+        handled.push(m.body.n);
+      },
+      { group },
+    );
     await publishAll(broker, topic, 0, 10);
-    await waitFor(() => attempts >= 5, 15_000, () => `attempts ${attempts}`);
+    await waitFor(
+      () => attempts >= 5,
+      15_000,
+      () => `attempts ${attempts}`,
+    );
     for (let sample = 0; sample < 5; sample++) {
       expect((await committedOffsets(kafka.admin, group, topic)).get(0)).toBe(3);
       expect(handled).toEqual([0, 1, 2]);
       await sleep(50);
     }
     healed = true;
-    await waitFor(() => handled.length === 10, 15_000, () => `handled ${handled}`);
+    await waitFor(
+      () => handled.length === 10,
+      15_000,
+      () => `handled ${handled}`,
+    );
     expect(handled).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 10, 'offset 10 is committed', 10_000);
   });
@@ -51,25 +63,46 @@ describe('KafkaBroker offsets', () => {
     const broker = await connected({ allowAutoTopicCreation: false, retry: { retries: 1, initialRetryTimeMs: 50 } });
     const handled: number[] = [];
     let attempts = 0;
-    await broker.subscribe<Body>(topic, (m) => {
-      if (m.body.n === 3) {
-        attempts++;
-        throw new Error('poison');
-      }
-      handled.push(m.body.n);
-    }, { group, retry: { attempts: 2, initialDelayMs: 5 }, deadLetter: dlq });
+    await broker.subscribe<Body>(
+      topic,
+      (m) => {
+        if (m.body.n === 3) {
+          attempts++;
+          throw new Error('poison');
+        }
+        handled.push(m.body.n);
+      },
+      { group, retry: { attempts: 2, initialDelayMs: 5 }, deadLetter: dlq },
+    );
     await publishAll(broker, topic, 0, 6);
-    await waitFor(() => attempts >= 4, 15_000, () => `attempts ${attempts}`);
+    await waitFor(
+      () => attempts >= 4,
+      15_000,
+      () => `attempts ${attempts}`,
+    );
     expect((await committedOffsets(kafka.admin, group, topic)).get(0)).toBe(3);
     expect(handled).toEqual([0, 1, 2]);
     await createTopic(kafka.admin, dlq, 1);
-    await waitFor(() => handled.length === 5, 20_000, () => `handled ${handled}`);
+    await waitFor(
+      () => handled.length === 5,
+      20_000,
+      () => `handled ${handled}`,
+    );
     await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 6, 'offset 6 is committed', 10_000);
     const dead: Message<Body>[] = [];
     await broker.subscribe<Body>(dlq, (m) => void dead.push(m), { fromBeginning: true });
-    await waitFor(() => dead.length === 1, 10_000, () => 'dead letter not found');
+    await waitFor(
+      () => dead.length === 1,
+      10_000,
+      () => 'dead letter not found',
+    );
     expect(dead[0]!.body).toEqual({ n: 3 });
-    expect(dead[0]!.headers).toMatchObject({ 'x-dead-letter-topic': topic, 'x-dead-letter-error': 'poison', 'x-dead-letter-attempts': '2', 'x-dead-letter-group': group });
+    expect(dead[0]!.headers).toMatchObject({
+      'x-dead-letter-topic': topic,
+      'x-dead-letter-error': 'poison',
+      'x-dead-letter-attempts': '2',
+      'x-dead-letter-group': group,
+    });
   });
 
   it('stop under load: in-flight handlers finish, their offsets are committed, a new member continues without loss or repeat', async () => {
@@ -90,7 +123,11 @@ describe('KafkaBroker offsets', () => {
       offsets.set(m.partition!, [...(offsets.get(m.partition!) ?? []), Number(m.offset)]);
     };
     await first.subscribe<Body>(topic, handler, { group, fromBeginning: true, concurrency: 3 });
-    await waitFor(() => finished.size >= 60, 15_000, () => `handled ${finished.size}`);
+    await waitFor(
+      () => finished.size >= 60,
+      15_000,
+      () => `handled ${finished.size}`,
+    );
     await first.disconnect();
     expect([...started].filter((n) => !finished.has(n))).toEqual([]);
     const committed = await committedOffsets(kafka.admin, group, topic);
@@ -100,7 +137,11 @@ describe('KafkaBroker offsets', () => {
     }
     const second = await connected();
     await second.subscribe<Body>(topic, handler, { group, concurrency: 3 });
-    await waitFor(() => count.size === 300, 20_000, () => `handled ${count.size}`);
+    await waitFor(
+      () => count.size === 300,
+      20_000,
+      () => `handled ${count.size}`,
+    );
     expect([...count.values()].every((c) => c === 1)).toBe(true);
   });
 });
@@ -112,24 +153,40 @@ describe('KafkaBroker drain', () => {
     const first = await connected({ drainTimeoutMs: 300 });
     let aborted: boolean | undefined;
     let entered = false;
-    await first.subscribe<Body>(topic, async (_m, context) => {
-      entered = true;
-      await sleep(2_500);
-      aborted = context.signal.aborted;
-    }, { group });
+    await first.subscribe<Body>(
+      topic,
+      async (_m, context) => {
+        entered = true;
+        await sleep(2_500);
+        aborted = context.signal.aborted;
+      },
+      { group },
+    );
     await first.publish<Body>(topic, { n: 1 });
-    await waitFor(() => entered, 10_000, () => 'handler not started');
+    await waitFor(
+      () => entered,
+      10_000,
+      () => 'handler not started',
+    );
     const started = Date.now();
     const error = await first.disconnect().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DrainTimeoutError);
     expect((error as DrainTimeoutError).pending).toBe(1);
     expect(Date.now() - started).toBeLessThan(2_000);
-    await waitFor(() => aborted !== undefined, 5_000, () => 'handler never finished');
+    await waitFor(
+      () => aborted !== undefined,
+      5_000,
+      () => 'handler never finished',
+    );
     expect(aborted).toBe(true);
     expect((await committedOffsets(kafka.admin, group, topic)).get(0)).toBe(0);
     const again: number[] = [];
     await (await connected()).subscribe<Body>(topic, (m) => void again.push(m.body.n), { group });
-    await waitFor(() => again.length === 1, 10_000, () => 'not redelivered');
+    await waitFor(
+      () => again.length === 1,
+      10_000,
+      () => 'not redelivered',
+    );
   });
 });
 
@@ -143,7 +200,11 @@ describe('KafkaBroker starting offsets', () => {
     await first.unsubscribe();
     for (let partition = 0; partition < 3; partition++) await broker.publish<Body>(topic, { n: partition }, { partition });
     await broker.subscribe<Body>(topic, (m) => void got.push(m.body.n), { group });
-    await waitFor(() => got.length === 3, 10_000, () => `received ${got}`);
+    await waitFor(
+      () => got.length === 3,
+      10_000,
+      () => `received ${got}`,
+    );
     expect([...got].sort()).toEqual([0, 1, 2]);
   });
 });
@@ -153,12 +214,20 @@ describe('KafkaBroker consumer options', () => {
     const topic = await createTopic(kafka.admin, unique('delay'), 1);
     const broker = await connected({ consumer: { redeliveryDelayMs: 2_000 } });
     const at: number[] = [];
-    await broker.subscribe<Body>(topic, () => {
-      at.push(Date.now());
-      if (at.length === 1) throw new Error('once');
-    }, { group: unique('g') });
+    await broker.subscribe<Body>(
+      topic,
+      () => {
+        at.push(Date.now());
+        if (at.length === 1) throw new Error('once');
+      },
+      { group: unique('g') },
+    );
     await broker.publish<Body>(topic, { n: 1 });
-    await waitFor(() => at.length === 2, 15_000, () => `attempts ${at.length}`);
+    await waitFor(
+      () => at.length === 2,
+      15_000,
+      () => `attempts ${at.length}`,
+    );
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1_900);
     expect(at[1]! - at[0]!).toBeLessThan(5_000);
   });
@@ -172,13 +241,21 @@ describe('KafkaBroker consumer options', () => {
       let running = 0;
       let most = 0;
       const seen: number[] = [];
-      await broker.subscribe<Body>(topic, async (m) => {
-        most = Math.max(most, ++running);
-        await sleep(150);
-        running--;
-        seen.push(m.body.n);
-      }, { group: unique('g'), fromBeginning: true, concurrency });
-      await waitFor(() => seen.length === 9, 15_000, () => `handled ${seen}`);
+      await broker.subscribe<Body>(
+        topic,
+        async (m) => {
+          most = Math.max(most, ++running);
+          await sleep(150);
+          running--;
+          seen.push(m.body.n);
+        },
+        { group: unique('g'), fromBeginning: true, concurrency },
+      );
+      await waitFor(
+        () => seen.length === 9,
+        15_000,
+        () => `handled ${seen}`,
+      );
       expect(most, `concurrency ${concurrency}`).toBe(concurrency);
       for (const partition of [0, 1, 2]) {
         const mine = seen.filter((n) => Math.floor(n / 10) === partition);
@@ -197,7 +274,11 @@ describe('KafkaBroker consumer options', () => {
     await broker.subscribe<Body>(topic, (m) => void fromStart.push(m.body.n), { group: unique('g'), fromBeginning: true });
     await broker.subscribe<Body>(topic, (m) => void fromEnd.push(m.body.n), { group: unique('g') });
     await broker.publish<Body>(topic, { n: 3 });
-    await waitFor(() => fromStart.length === 4 && fromEnd.length === 1, 10_000, () => `${fromStart} / ${fromEnd}`);
+    await waitFor(
+      () => fromStart.length === 4 && fromEnd.length === 1,
+      10_000,
+      () => `${fromStart} / ${fromEnd}`,
+    );
     expect(fromStart).toEqual([0, 1, 2, 3]);
     expect(fromEnd).toEqual([3]);
   });
@@ -228,16 +309,24 @@ describe('KafkaBroker consumer options', () => {
     const options = { consumer: { rebalanceTimeoutMs: 2_000 } };
     const stuck = await connected(options);
     const handled: string[] = [];
-    await stuck.subscribe<Body>(topic, async (m) => {
-      await sleep(6_000);
-      handled.push(`stuck:${m.body.n}`);
-    }, { group });
+    await stuck.subscribe<Body>(
+      topic,
+      async (m) => {
+        await sleep(6_000);
+        handled.push(`stuck:${m.body.n}`);
+      },
+      { group },
+    );
     await stuck.publish<Body>(topic, { n: 1 });
     await sleep(500);
     const other = await connected(options);
     const started = Date.now();
     await other.subscribe<Body>(topic, (m) => void handled.push(`other:${m.body.n}`), { group });
     expect(Date.now() - started).toBeLessThan(4_500);
-    await waitFor(() => handled.includes('other:1'), 10_000, () => `handled ${handled}`);
+    await waitFor(
+      () => handled.includes('other:1'),
+      10_000,
+      () => `handled ${handled}`,
+    );
   });
 });

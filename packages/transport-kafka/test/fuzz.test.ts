@@ -52,7 +52,26 @@ class Fuzzer {
 
   /** Text with control characters, C1 controls, lone surrogates, noncharacters and ordinary letters. */
   text(max: number): string {
-    const pieces = ['a', 'é', '\u0000', '\u0001', '\n', '\u001b', '\u007f', '\u0085', '\u009f', '\ud800', '\udfff', '\ufffe', '\uffff', '\u2028', '😀', '"', '\\', '{'];
+    const pieces = [
+      'a',
+      'é',
+      '\u0000',
+      '\u0001',
+      '\n',
+      '\u001b',
+      '\u007f',
+      '\u0085',
+      '\u009f',
+      '\ud800',
+      '\udfff',
+      '\ufffe',
+      '\uffff',
+      '\u2028',
+      '😀',
+      '"',
+      '\\',
+      '{',
+    ];
     let out = '';
     const length = this.int(max + 1);
     for (let i = 0; i < length; i++) out += this.pick(pieces);
@@ -156,12 +175,20 @@ describe('KafkaBroker against hostile foreign records', () => {
     broker.onStateChange((state) => states.push(state));
     const handled = new Set<number>();
     let wronglyHandled = 0;
-    await broker.subscribe(topic, (m) => {
-      if (m.headers['x-fuzz-id'] !== `good-${m.body.n}`) wronglyHandled++;
-      handled.add(m.body.n);
-    }, { group: unique('g'), schema: Good, deadLetter: dead, concurrency: 3 });
+    await broker.subscribe(
+      topic,
+      (m) => {
+        if (m.headers['x-fuzz-id'] !== `good-${m.body.n}`) wronglyHandled++;
+        handled.add(m.body.n);
+      },
+      { group: unique('g'), schema: Good, deadLetter: dead, concurrency: 3 },
+    );
     const deadLetters = new Map<string, Message<Uint8Array>>();
-    await broker.subscribe<Uint8Array>(dead, (m) => void deadLetters.set(m.headers['x-fuzz-id'] ?? '?', m), { fromBeginning: true, codec: 'bytes', concurrency: 3 });
+    await broker.subscribe<Uint8Array>(dead, (m) => void deadLetters.set(m.headers['x-fuzz-id'] ?? '?', m), {
+      fromBeginning: true,
+      codec: 'bytes',
+      concurrency: 3,
+    });
 
     const raw = new Kafka({ brokers: [KAFKA], clientId: 'foreign-publisher', logLevel: logLevel.NOTHING }).producer();
     await raw.connect();
@@ -198,7 +225,11 @@ describe('KafkaBroker against hostile foreign records', () => {
       await raw.disconnect();
     }
 
-    await waitFor(() => handled.size === GOOD && deadLetters.size === BAD, 90_000, () => `handled ${handled.size} of ${GOOD}, dead-lettered ${deadLetters.size} of ${BAD}`);
+    await waitFor(
+      () => handled.size === GOOD && deadLetters.size === BAD,
+      90_000,
+      () => `handled ${handled.size} of ${GOOD}, dead-lettered ${deadLetters.size} of ${BAD}`,
+    );
     console.log(`fuzz: ${GOOD + BAD} records published and processed in ${Date.now() - started} ms`);
     expect(wronglyHandled).toBe(0);
     for (const [id, copy] of deadLetters) {

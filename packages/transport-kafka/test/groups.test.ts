@@ -15,7 +15,9 @@ const instance = (): Promise<KafkaBroker> => kafka.connected();
 
 async function publishRange(broker: KafkaBroker, topic: string, from: number, to: number, chunk = 250): Promise<void> {
   for (let start = from; start < to; start += chunk) {
-    await Promise.all(Array.from({ length: Math.min(chunk, to - start) }, (_, i) => broker.publish<Body>(topic, { n: start + i }, { key: `k${(start + i) % 17}` })));
+    await Promise.all(
+      Array.from({ length: Math.min(chunk, to - start) }, (_, i) => broker.publish<Body>(topic, { n: start + i }, { key: `k${(start + i) % 17}` })),
+    );
   }
 }
 
@@ -38,7 +40,11 @@ describe('KafkaBroker consumer groups', () => {
     await (await instance()).subscribe<Body>(topic, a.add, { group: unique('ga') });
     await (await instance()).subscribe<Body>(topic, b.add, { group: unique('gb') });
     await publishRange(await instance(), topic, 0, 1_000);
-    await waitFor(() => a.size === 1_000 && b.size === 1_000, 20_000, () => `a=${a.size} b=${b.size}`);
+    await waitFor(
+      () => a.size === 1_000 && b.size === 1_000,
+      20_000,
+      () => `a=${a.size} b=${b.size}`,
+    );
   });
 
   it('two members of one group split 1,000 messages: none lost, none handled twice', async () => {
@@ -49,7 +55,11 @@ describe('KafkaBroker consumer groups', () => {
     await (await instance()).subscribe<Body>(topic, second.add, { group });
     await publishRange(await instance(), topic, 0, 1_000);
     const union = (): number => new Set([...first.counts.keys(), ...second.counts.keys()]).size;
-    await waitFor(() => union() === 1_000, 20_000, () => `first=${first.size} second=${second.size}`);
+    await waitFor(
+      () => union() === 1_000,
+      20_000,
+      () => `first=${first.size} second=${second.size}`,
+    );
     await sleep(300);
     expect(first.size + second.size).toBe(1_000);
     expect([...first.duplicates(), ...second.duplicates()]).toEqual([]);
@@ -62,20 +72,34 @@ describe('KafkaBroker consumer groups', () => {
     const group = unique('g');
     const seen = new Tally();
     const byJoiner = new Tally();
-    const slow = (tally?: Tally) => async (m: Message<Body>): Promise<void> => {
-      seen.add(m);
-      tally?.add(m);
-      if (m.body.n % 100 === 0) await sleep(5);
-    };
+    const slow =
+      (tally?: Tally) =>
+      async (m: Message<Body>): Promise<void> => {
+        seen.add(m);
+        tally?.add(m);
+        if (m.body.n % 100 === 0) await sleep(5);
+      };
     const leaving = await instance();
     await leaving.subscribe<Body>(topic, slow(), { group });
     const publishing = publishRange(await instance(), topic, 0, 10_000, 500);
-    await waitFor(() => seen.size >= 2_500, 30_000, () => `before join ${seen.size}`);
+    await waitFor(
+      () => seen.size >= 2_500,
+      30_000,
+      () => `before join ${seen.size}`,
+    );
     await (await instance()).subscribe<Body>(topic, slow(byJoiner), { group });
-    await waitFor(() => seen.size >= 5_000, 30_000, () => `before leave ${seen.size}`);
+    await waitFor(
+      () => seen.size >= 5_000,
+      30_000,
+      () => `before leave ${seen.size}`,
+    );
     await leaving.disconnect();
     await publishing;
-    await waitFor(() => seen.size === 10_000, 30_000, () => `after leave ${seen.size}`);
+    await waitFor(
+      () => seen.size === 10_000,
+      30_000,
+      () => `after leave ${seen.size}`,
+    );
     expect(byJoiner.size).toBeGreaterThan(0);
   });
 
@@ -91,7 +115,11 @@ describe('KafkaBroker consumer groups', () => {
     const producer = await instance();
     await publishRange(producer, t1, 0, 100);
     await publishRange(producer, t2, 0, 100);
-    await waitFor(() => got[t1]!.size === 100 && got[t2]!.size === 100, 20_000, () => `t1=${got[t1]!.size} t2=${got[t2]!.size}`);
+    await waitFor(
+      () => got[t1]!.size === 100 && got[t2]!.size === 100,
+      20_000,
+      () => `t1=${got[t1]!.size} t2=${got[t2]!.size}`,
+    );
   });
 
   it('a subscription without a group sees every message, like every other one without a group', async () => {
@@ -102,7 +130,11 @@ describe('KafkaBroker consumer groups', () => {
     for (const t of tallies) subs.push(await broker.subscribe<Body>(topic, t.add));
     expect(subs[0]!.group).not.toBe(subs[1]!.group);
     await publishRange(broker, topic, 0, 100);
-    await waitFor(() => tallies.every((t) => t.size === 100), 10_000, () => tallies.map((t) => t.size).join(','));
+    await waitFor(
+      () => tallies.every((t) => t.size === 100),
+      10_000,
+      () => tallies.map((t) => t.size).join(','),
+    );
     for (const sub of subs) await sub.unsubscribe();
     // The generated groups are removed when their subscription ends.
     const { groups } = await kafka.admin.describeGroups(subs.map((s) => s.group!));

@@ -93,7 +93,11 @@ describe('interop with kcat', () => {
       await send('{"device":"","celsius":"warm"}');
       await send('not json at all');
       const saver = container.get(ReportSaver);
-      await waitFor(() => saver.saved.length === 2, 15_000, () => `saved ${JSON.stringify(saver.saved)}`);
+      await waitFor(
+        () => saver.saved.length === 2,
+        15_000,
+        () => `saved ${JSON.stringify(saver.saved)}`,
+      );
       expect(saver.saved).toEqual([
         { device: 'dev-1', celsius: 21.5, tags: [] },
         { device: 'dev-2', celsius: -3, tags: ['roof'] },
@@ -110,8 +114,9 @@ describe('interop with kcat', () => {
       expect(dead[0]!.payload).toBe('{"device":"","celsius":"warm"}');
       expect(dead[1]!.payload).toBe('not json at all');
       expect(dead[1]!.headers).toMatchObject({ 'x-dead-letter-topic': REPORTS, 'x-dead-letter-group': GROUP, 'content-type': 'application/json' });
-      const saved = JSON.parse(await kcat(['-C', '-t', SAVED, '-o', 'beginning', '-c', '2', '-e', '-q', '-f', '%s\\n'])
-        .then((out) => `[${out.trim().split('\n').join(',')}]`)) as unknown;
+      const saved = JSON.parse(
+        await kcat(['-C', '-t', SAVED, '-o', 'beginning', '-c', '2', '-e', '-q', '-f', '%s\\n']).then((out) => `[${out.trim().split('\n').join(',')}]`),
+      ) as unknown;
       expect(saved).toEqual([{ device: 'dev-1' }, { device: 'dev-2' }]);
     } finally {
       await app.stop();
@@ -127,7 +132,11 @@ describe('interop with kcat', () => {
     await kcat(['-P', '-t', topic], '{"device":"dev-3","celsius":1}\n');
     await server.start();
     try {
-      await waitFor(() => got.length === 1, 15_000, () => 'nothing received');
+      await waitFor(
+        () => got.length === 1,
+        15_000,
+        () => 'nothing received',
+      );
       expect(got).toEqual([{ device: 'dev-3', celsius: 1, tags: [] }]);
       expect(server.broker.state).toBe('connected');
     } finally {

@@ -33,7 +33,11 @@ function broker(options: Partial<KafkaBrokerOptions> = {}): KafkaBroker {
 /** Resolves with the time until `broker.state` is `state` (checked every 20 ms), or rejects after `timeoutMs`. */
 async function timeUntil(b: KafkaBroker, state: ConnectionState, timeoutMs: number): Promise<number> {
   const started = Date.now();
-  await waitFor(() => b.state === state, timeoutMs, () => `state is ${b.state}, not ${state}, after ${timeoutMs} ms`);
+  await waitFor(
+    () => b.state === state,
+    timeoutMs,
+    () => `state is ${b.state}, not ${state}, after ${timeoutMs} ms`,
+  );
   return Date.now() - started;
 }
 
@@ -52,7 +56,11 @@ describe('KafkaBroker started together with its Kafka', () => {
       await booting;
     }
     await Promise.all(topics.map((topic) => b.publish(topic, { topic })));
-    await waitFor(() => got.size === topics.length, 30_000, () => `received on ${got.size} of ${topics.length} topics`);
+    await waitFor(
+      () => got.size === topics.length,
+      30_000,
+      () => `received on ${got.size} of ${topics.length} topics`,
+    );
     await b.disconnect();
   }, 150_000);
 });
@@ -72,7 +80,11 @@ describe('KafkaBroker health while its broker goes away and comes back', () => {
     unprobed.onStateChange((s) => unprobedStates.push(s));
     const acked = new Set<number>();
     for (let n = 0; n < 50; n++) await b.publish(topic, { n }, { key: `k${n}` }).then(() => acked.add(n));
-    await waitFor(() => consumed.size === 50, 20_000, () => `consumed ${consumed.size} before the outage`);
+    await waitFor(
+      () => consumed.size === 50,
+      20_000,
+      () => `consumed ${consumed.size} before the outage`,
+    );
 
     const stopping = Date.now();
     const down = timeUntil(b, 'reconnecting', 60_000);
@@ -85,7 +97,9 @@ describe('KafkaBroker health while its broker goes away and comes back', () => {
 
     await kafka.start({ waitForGroups: false });
     const connectedMs = await timeUntil(b, 'connected', 60_000);
-    console.log(`broker stop took ${stoppedMs} ms; reconnecting ${reconnectingMs} ms after stop() began; connected ${connectedMs} ms after the broker answered again`);
+    console.log(
+      `broker stop took ${stoppedMs} ms; reconnecting ${reconnectingMs} ms after stop() began; connected ${connectedMs} ms after the broker answered again`,
+    );
     expect(reconnectingMs).toBeLessThan(stoppedMs + 5_000);
     expect(connectedMs).toBeLessThan(5_000);
 
@@ -93,7 +107,11 @@ describe('KafkaBroker health while its broker goes away and comes back', () => {
     for (let n = 50; n < 100; n++) await b.publish(topic, { n }, { key: `k${n}` }).then(() => acked.add(n));
     const publishedMs = Date.now() - answering;
     // Partitions flow again at the latest once the old members' sessions expired (sessionTimeoutMs, 30 s by default).
-    await waitFor(() => [...acked].every((n) => consumed.has(n)), 45_000, () => `unconsumed ${[...acked].filter((n) => !consumed.has(n)).join(',')}`);
+    await waitFor(
+      () => [...acked].every((n) => consumed.has(n)),
+      45_000,
+      () => `unconsumed ${[...acked].filter((n) => !consumed.has(n)).join(',')}`,
+    );
     console.log(`50 publishes took ${publishedMs} ms; all consumed ${Date.now() - answering} ms after the broker answered again`);
     expect(acked.size).toBe(100);
     expect(unprobedStates).toEqual([]);
@@ -148,13 +166,21 @@ describe('KafkaBroker publish and subscribe while its broker is away', () => {
     expect(subscribeMs).toBeLessThan(4_000);
 
     await kafka.start({ waitForGroups: false });
-    await waitFor(() => b.state === 'connected', 30_000, () => `state ${b.state}`);
+    await waitFor(
+      () => b.state === 'connected',
+      30_000,
+      () => `state ${b.state}`,
+    );
     await b.publish(topic, { n: 1000 });
     const seen = new Set<number>();
     const reader = broker();
     await reader.connect();
     await reader.subscribe<{ n: number }>(topic, (m) => void seen.add(m.body.n), { group: unique('reader'), fromBeginning: true });
-    await waitFor(() => seen.has(1000), 30_000, () => `read ${[...seen].join(',')}`);
+    await waitFor(
+      () => seen.has(1000),
+      30_000,
+      () => `read ${[...seen].join(',')}`,
+    );
     // A publish dropped before it was sent never reaches the topic, not even after the broker came back.
     expect(notSent.filter((n) => seen.has(n))).toEqual([]);
   }, 180_000);

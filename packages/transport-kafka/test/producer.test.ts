@@ -26,7 +26,11 @@ describe('KafkaBroker publish', () => {
     const topic = await createTopic(kafka.admin, unique('fields'), 3);
     const got = await collect<{ n: number }>(broker, topic);
     await broker.publish(topic, { n: 1 }, { key: 'order-7', partition: 2, headers: { 'x-tenant': 'acmé' } });
-    await waitFor(() => got.length === 1, 10_000, () => 'nothing received');
+    await waitFor(
+      () => got.length === 1,
+      10_000,
+      () => 'nothing received',
+    );
     const m = got[0]!;
     expect(m).toMatchObject({ topic, body: { n: 1 }, key: 'order-7', partition: 2, offset: '0' });
     expect(m.headers).toMatchObject({ 'x-tenant': 'acmé', 'content-type': 'application/json' });
@@ -39,7 +43,11 @@ describe('KafkaBroker publish', () => {
     const topic = await createTopic(kafka.admin, unique('keys'), 3);
     const got = await collect<{ k: string }>(broker, topic);
     await Promise.all(Array.from({ length: 60 }, (_, i) => broker.publish(topic, { k: `k${i % 3}` }, { key: `k${i % 3}` })));
-    await waitFor(() => got.length === 60, 10_000, () => `received ${got.length}`);
+    await waitFor(
+      () => got.length === 60,
+      10_000,
+      () => `received ${got.length}`,
+    );
     for (const key of ['k0', 'k1', 'k2']) expect(new Set(got.filter((m) => m.key === key).map((m) => m.partition)).size).toBe(1);
   });
 
@@ -62,13 +70,20 @@ describe('KafkaBroker publish', () => {
     const gzip = await connected({ producer: { compression: 'gzip' } });
     const got = await collect<Uint8Array>(gzip, topic);
     await gzip.publish(topic, payload, { codec: 'bytes' });
-    await waitFor(() => got.length === 1, 10_000, () => 'nothing received');
+    await waitFor(
+      () => got.length === 1,
+      10_000,
+      () => 'nothing received',
+    );
     expect(got[0]!.body).toEqual(payload);
   });
 
   it('lingerMs holds a publish so that later ones share its request; each resolves once acknowledged', async () => {
     const topic = await createTopic(kafka.admin, unique('linger'), 1);
-    for (const [lingerMs, sameBatch] of [[300, true], [0, false]] as const) {
+    for (const [lingerMs, sameBatch] of [
+      [300, true],
+      [0, false],
+    ] as const) {
       const broker = await connected({ producer: { lingerMs } });
       const got = await collect<{ n: number; linger: number }>(broker, topic);
       const started = Date.now();
@@ -76,7 +91,11 @@ describe('KafkaBroker publish', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
       const second = broker.publish(topic, { n: 2, linger: lingerMs });
       const [firstMs] = await Promise.all([first, second]);
-      await waitFor(() => got.filter((m) => m.body.linger === lingerMs).length === 2, 10_000, () => `received ${got.length}`);
+      await waitFor(
+        () => got.filter((m) => m.body.linger === lingerMs).length === 2,
+        10_000,
+        () => `received ${got.length}`,
+      );
       const mine = got.filter((m) => m.body.linger === lingerMs);
       expect(batchOf(mine[0]!) === batchOf(mine[1]!)).toBe(sameBatch);
       if (sameBatch) expect(firstMs).toBeGreaterThanOrEqual(250);
@@ -95,7 +114,11 @@ describe('KafkaBroker publish', () => {
       const broker = await connected(options);
       const got = await collect<string>(broker, topic);
       await Promise.all(Array.from({ length: 10 }, () => broker.publish(topic, 'x'.repeat(1_000), { codec: 'text' })));
-      await waitFor(() => got.length === 10, 10_000, () => `${name}: received ${got.length}`);
+      await waitFor(
+        () => got.length === 10,
+        10_000,
+        () => `${name}: received ${got.length}`,
+      );
       const batches = new Set(got.map(batchOf)).size;
       if (minBatches === 1) expect(batches, name).toBe(1);
       else expect(batches, name).toBeGreaterThanOrEqual(minBatches);
@@ -120,7 +143,11 @@ describe('KafkaBroker publish', () => {
     expect(error.retriable).toBe(false);
     expect(String(error)).toMatch(/larger than the topic accepts/);
     expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
-    await waitFor(() => new Set(got.map((m) => m.body.n)).size === 7, 10_000, () => `received ${got.map((m) => m.body.n)}`);
+    await waitFor(
+      () => new Set(got.map((m) => m.body.n)).size === 7,
+      10_000,
+      () => `received ${got.map((m) => m.body.n)}`,
+    );
     expect(got.some((m) => m.body.n === 99)).toBe(false);
   });
 
@@ -157,7 +184,11 @@ describe('KafkaBroker publish', () => {
     const got = await collect<{ idempotent: boolean }>(reader, topic);
     await (await connected()).publish(topic, { idempotent: true });
     await (await connected({ producer: { idempotent: false } })).publish(topic, { idempotent: false });
-    await waitFor(() => got.length === 2, 10_000, () => `received ${got.length}`);
+    await waitFor(
+      () => got.length === 2,
+      10_000,
+      () => `received ${got.length}`,
+    );
     const producerId = (idempotent: boolean): string => (got.find((m) => m.body.idempotent === idempotent)!.raw as WithBatch).batchContext.producerId;
     expect(producerId(true)).not.toBe('-1');
     expect(producerId(false)).toBe('-1');
@@ -177,7 +208,11 @@ describe('KafkaBroker publish', () => {
     const got: number[] = [];
     await lenient.subscribe<{ n: number }>(created, (m) => void got.push(m.body.n), { group: unique('g') });
     await lenient.publish(created, { n: 2 });
-    await waitFor(() => got.length === 1, 10_000, () => 'nothing received on the auto-created topic');
+    await waitFor(
+      () => got.length === 1,
+      10_000,
+      () => 'nothing received on the auto-created topic',
+    );
   });
 
   it('refuses to publish or subscribe while not connected, and bad topics', async () => {
@@ -198,19 +233,27 @@ describe('KafkaBroker with the core options', () => {
     const calls: string[] = [];
     const broker = await connected({
       defaultCodec: 'msgpack',
-      publishMiddleware: [(next) => async (message) => {
-        message.headers['x-published-by'] = 'middleware';
-        await next(message);
-      }],
-      middleware: [(next) => async (message, context) => {
-        calls.push(message.topic);
-        await next(message, context);
-      }],
+      publishMiddleware: [
+        (next) => async (message) => {
+          message.headers['x-published-by'] = 'middleware';
+          await next(message);
+        },
+      ],
+      middleware: [
+        (next) => async (message, context) => {
+          calls.push(message.topic);
+          await next(message, context);
+        },
+      ],
     });
     const topic = await createTopic(kafka.admin, unique('core-options'), 1);
     const got = await collect<{ n: number }>(broker, topic);
     await broker.publish(topic, { n: 5 });
-    await waitFor(() => got.length === 1, 10_000, () => 'nothing received');
+    await waitFor(
+      () => got.length === 1,
+      10_000,
+      () => 'nothing received',
+    );
     expect(got[0]!.body).toEqual({ n: 5 });
     expect(got[0]!.headers).toMatchObject({ 'content-type': 'application/msgpack', 'x-published-by': 'middleware' });
     expect(calls).toEqual([topic]);
@@ -222,19 +265,30 @@ describe('KafkaBroker topicName', () => {
     const prefix = unique('map');
     const [orders, dead] = [`${prefix}/orders/created`, `${prefix}/orders/dead`];
     const broker = await connected({ topicName: (topic) => topic.replaceAll('/', '.') });
-    await broker.createTopics([{ topic: orders, partitions: 1 }, { topic: dead, partitions: 1 }]);
+    await broker.createTopics([
+      { topic: orders, partitions: 1 },
+      { topic: dead, partitions: 1 },
+    ]);
     const { topics } = await kafka.admin.fetchTopicMetadata({ topics: [`${prefix}.orders.created`, `${prefix}.orders.dead`] });
     expect(topics).toHaveLength(2);
     const got: Message<{ n: number }>[] = [];
     const deadLetters: Message<{ n: number }>[] = [];
-    await broker.subscribe<{ n: number }>(orders, (m) => {
-      got.push(m);
-      if (m.body.n === 2) throw new Error('rejected');
-    }, { group: unique('g'), deadLetter: dead });
+    await broker.subscribe<{ n: number }>(
+      orders,
+      (m) => {
+        got.push(m);
+        if (m.body.n === 2) throw new Error('rejected');
+      },
+      { group: unique('g'), deadLetter: dead },
+    );
     await broker.subscribe<{ n: number }>(dead, (m) => void deadLetters.push(m), { fromBeginning: true });
     await broker.publish(orders, { n: 1 });
     await broker.publish(orders, { n: 2 });
-    await waitFor(() => got.length === 2 && deadLetters.length === 1, 10_000, () => `got ${got.length} dead ${deadLetters.length}`);
+    await waitFor(
+      () => got.length === 2 && deadLetters.length === 1,
+      10_000,
+      () => `got ${got.length} dead ${deadLetters.length}`,
+    );
     expect(got.map((m) => m.topic)).toEqual([orders, orders]);
     expect(deadLetters[0]).toMatchObject({ topic: dead, body: { n: 2 }, headers: { 'x-dead-letter-topic': orders } });
     const plain = await connected();
@@ -250,7 +304,8 @@ describe('KafkaBroker topic administration', () => {
     await broker.createTopics([{ topic, partitions: 4 }]);
     const { topics } = await kafka.admin.fetchTopicMetadata({ topics: [topic] });
     expect(topics[0]!.partitions).toHaveLength(4);
-    const [config] = (await kafka.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }] })).resources;
+    const [config] = (await kafka.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }] }))
+      .resources;
     expect(config!.configEntries[0]!.configValue).toBe('3600000');
     const error = await broker.createTopics({ topic: unique('rf'), replicationFactor: 2 }).catch((e: unknown) => e);
     expect(String(error)).toMatch(/AdminError: cannot create .*replication-factor is invalid/i);

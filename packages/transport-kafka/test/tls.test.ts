@@ -35,7 +35,23 @@ async function makeCa(name: string): Promise<void> {
 /** A certificate signed by `ca`, with the extensions in `{name}.ext`. */
 async function makeSigned(name: string, ca: string, cn: string): Promise<void> {
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${name}.key`, '-out', `${name}.csr`]);
-  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '2', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${ca}.crt`,
+    '-CAkey',
+    `${ca}.key`,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-out',
+    `${name}.crt`,
+    '-extfile',
+    `${name}.ext`,
+  ]);
 }
 
 beforeAll(async () => {
@@ -44,7 +60,23 @@ beforeAll(async () => {
   await makeCa('ca');
   await writeFile(join(dir, 'server.ext'), 'subjectAltName=DNS:kafka.example\n');
   await makeSigned('server', 'ca', 'kafka.example');
-  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', 'self.key', '-out', 'self.crt']);
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    'self.key',
+    '-out',
+    'self.crt',
+  ]);
   for (const name of ['ca', 'server', 'self']) {
     pem[`${name}.crt`] = await readFile(join(dir, `${name}.crt`), 'utf8');
     pem[`${name}.key`] = await readFile(join(dir, `${name}.key`), 'utf8');

@@ -20,7 +20,11 @@ describe('tracing across a real Kafka broker', () => {
       const got: Message[] = [];
       await broker.subscribe(topic, (m) => void got.push(m), { group });
       await broker.publish(topic, { n: 1 }, { key: 'device-9' });
-      await waitFor(() => got.length === 1 && exporter.getFinishedSpans().length >= 2, 10_000, () => `spans ${exporter.getFinishedSpans().length}`);
+      await waitFor(
+        () => got.length === 1 && exporter.getFinishedSpans().length >= 2,
+        10_000,
+        () => `spans ${exporter.getFinishedSpans().length}`,
+      );
       const spans = exporter.getFinishedSpans();
       const send = spans.find((s) => s.name === `send ${topic}`)!;
       const processed = spans.find((s) => s.name === `process ${topic}`)!;

@@ -18,7 +18,17 @@ import { Connection } from './connection.js';
 import { sharedSubscriptionsUnavailable, subscribeFailure } from './errors.js';
 import { fromPacket, KEY_HEADER, MQTT_MAX_STRING } from './headers.js';
 import { Member, type MemberHost } from './member.js';
-import type { EncodedWill, InferOutput, MqttBrokerOptions, MqttPublishOptions, MqttSubscribeOptions, MqttWill, QoS, ResolvedOptions, Schema } from './options.js';
+import type {
+  EncodedWill,
+  InferOutput,
+  MqttBrokerOptions,
+  MqttPublishOptions,
+  MqttSubscribeOptions,
+  MqttWill,
+  QoS,
+  ResolvedOptions,
+  Schema,
+} from './options.js';
 import { clientOptions, qos, resolveOptions } from './options.js';
 import { matches, type Route, RouteTable } from './routes.js';
 import { INTERNAL, Sender, type SendOptions } from './send.js';
@@ -65,7 +75,11 @@ export class MqttBroker implements Broker, ObservableConnection {
     this.#connection = new Connection(this.#options);
     this.#routes = new RouteTable(this.#options.sharedSubscriptions);
     // Ready only after mqtt.js resubscribed on a reconnect, so that nothing published then is missed by our own subscriptions.
-    this.#sender = new Sender(this.#options, () => (this.#phase === 'open' || this.#phase === 'draining' ? this.#client : undefined), () => this.#connection.state === 'connected');
+    this.#sender = new Sender(
+      this.#options,
+      () => (this.#phase === 'open' || this.#phase === 'draining' ? this.#client : undefined),
+      () => this.#connection.state === 'connected',
+    );
     this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#sender.send(message));
     const abort = (): AbortSignal => this.#abort.signal;
     // Draining starts nothing new: queued deliveries are left to the broker (see disconnect()).
@@ -173,11 +187,14 @@ export class MqttBroker implements Broker, ObservableConnection {
     assertFilter(filter);
     if (filter.startsWith('$share/')) throw new ConfigurationError(`subscribe to the plain filter with the group option instead of "${filter}"`);
     const { group } = options;
-    if (group !== undefined && (group.length === 0 || /[/+#]/.test(group))) throw new ConfigurationError(`invalid group "${headerText(group, 200)}": it must be non-empty without /, + or #`);
+    if (group !== undefined && (group.length === 0 || /[/+#]/.test(group)))
+      throw new ConfigurationError(`invalid group "${headerText(group, 200)}": it must be non-empty without /, + or #`);
     // Mosquitto closes the connection of a SUBSCRIBE it cannot read, and mqtt.js would send it again on every reconnect.
     const sent = group === undefined ? filter : `$share/${group}/${filter}`;
     if (invalidTextIndex(sent) !== -1 || Buffer.byteLength(sent) > MQTT_MAX_STRING) {
-      throw new ConfigurationError(`cannot subscribe to "${headerText(sent, 200)}": a filter or group must be valid MQTT UTF-8 without control characters, at most 65,535 bytes`);
+      throw new ConfigurationError(
+        `cannot subscribe to "${headerText(sent, 200)}": a filter or group must be valid MQTT UTF-8 without control characters, at most 65,535 bytes`,
+      );
     }
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
@@ -232,7 +249,13 @@ export class MqttBroker implements Broker, ObservableConnection {
       // Bounded: while reconnecting, mqtt.js would only send it later.
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.connectTimeoutMs)));
-      await Promise.race([client.unsubscribeAsync(route.mqttFilter).then(() => undefined, () => undefined), late]);
+      await Promise.race([
+        client.unsubscribeAsync(route.mqttFilter).then(
+          () => undefined,
+          () => undefined,
+        ),
+        late,
+      ]);
       clearTimeout(timer);
     }
     // What was already received for this member is still handled: it was accepted for it.
@@ -308,7 +331,10 @@ export class MqttBroker implements Broker, ObservableConnection {
   #encodeWill(will: MqttWill): EncodedWill {
     let message: OutgoingMessage;
     try {
-      message = this.#pipeline.encode(will.topic, will.body, { ...(will.codec ? { codec: will.codec } : {}), ...(will.headers ? { headers: will.headers } : {}) });
+      message = this.#pipeline.encode(will.topic, will.body, {
+        ...(will.codec ? { codec: will.codec } : {}),
+        ...(will.headers ? { headers: will.headers } : {}),
+      });
     } catch (error) {
       if (error instanceof ConfigurationError) throw error;
       throw new ConfigurationError(`cannot encode the will for ${will.topic}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });

@@ -100,7 +100,11 @@ export class Connection {
       }
       const { displayUrl: url, protocolVersion } = this.options;
       function closed(): void {
-        fail(protocolVersion === 5 ? new ProtocolVersionError(url, 5, false) : new ConnectionError(`${url} closed the connection before answering the MQTT 3.1.1 CONNECT`));
+        fail(
+          protocolVersion === 5
+            ? new ProtocolVersionError(url, 5, false)
+            : new ConnectionError(`${url} closed the connection before answering the MQTT 3.1.1 CONNECT`),
+        );
       }
       client.on('connect', ok);
       client.on('error', fail);

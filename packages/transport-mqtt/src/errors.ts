@@ -1,4 +1,14 @@
-import { AuthenticationError, BrokerError, CertificateError, ConnectionError, headerText, isCertificateError, PublishError, redactSecrets, SubscribeError } from '@ktransport/broker';
+import {
+  AuthenticationError,
+  BrokerError,
+  CertificateError,
+  ConnectionError,
+  headerText,
+  isCertificateError,
+  PublishError,
+  redactSecrets,
+  SubscribeError,
+} from '@ktransport/broker';
 
 /**
  * MQTT 3.1.1 has no user properties: publishing with headers the caller passed
@@ -8,7 +18,10 @@ export class HeadersNotSupportedError extends PublishError {
   override readonly code: string = 'HEADERS_NOT_SUPPORTED';
   readonly headers: readonly string[];
   constructor(topic: string, headers: readonly string[]) {
-    super(topic, `cannot publish to ${headerText(topic, 200)} with headers (${headerText(headers.join(', '), 500)}): MQTT 3.1.1 has no user properties; use protocolVersion 5`);
+    super(
+      topic,
+      `cannot publish to ${headerText(topic, 200)} with headers (${headerText(headers.join(', '), 500)}): MQTT 3.1.1 has no user properties; use protocolVersion 5`,
+    );
     this.headers = headers;
   }
 }
@@ -23,7 +36,8 @@ export class PayloadTooLargeError extends PublishError {
   readonly size: number;
   readonly limit: number | undefined;
   constructor(topic: string, what: string, size: number, limit: number | undefined, options: { cause?: unknown } = {}) {
-    const why = limit === undefined ? `the broker refused the ${what} of ${size} bytes as too large (reason 0x95)` : `${what} of ${size} bytes exceeds ${limit}`;
+    const why =
+      limit === undefined ? `the broker refused the ${what} of ${size} bytes as too large (reason 0x95)` : `${what} of ${size} bytes exceeds ${limit}`;
     super(topic, `cannot publish to ${topic}: ${why}`, { ...options, retriable: false });
     this.size = size;
     this.limit = limit;

@@ -63,7 +63,7 @@ export class Member {
 
   /** Starts queued deliveries while slots are free; keys already running wait their turn. */
   pump(): void {
-    for (let i = 0; i < this.#queue.length && this.#running < this.concurrency && this.host.open; ) {
+    for (let i = 0; i < this.#queue.length && this.#running < this.concurrency && this.host.open;) {
       const delivery = this.#queue[i]!;
       if (delivery.key !== undefined && this.#busyKeys.has(delivery.key)) {
         i++;

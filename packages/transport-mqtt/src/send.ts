@@ -135,7 +135,7 @@ export class Sender {
   /** Rejects every publish still waiting for the broker (the connection is closed for good). */
   failPending(error: Error): void {
     for (const waiting of this.#waiting.splice(0)) waiting.fail(error);
-    for (let pending = this.#pending; pending; ) {
+    for (let pending = this.#pending; pending;) {
       const next = pending.next;
       pending.settle(error);
       pending = next;

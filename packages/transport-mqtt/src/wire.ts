@@ -121,7 +121,8 @@ export function installPacketWriter(client: MqttClient): void {
   };
   target._writePacket = function (this: PacketWriter, packet, cb) {
     const v5 = this.options.protocolVersion === 5;
-    const chunks = packet.cmd === 'publish' ? encodePublish(packet as IPublishPacket, v5) : ACK_TYPES[packet.cmd] ? encodeAck(packet as AckPacket, v5) : undefined;
+    const chunks =
+      packet.cmd === 'publish' ? encodePublish(packet as IPublishPacket, v5) : ACK_TYPES[packet.cmd] ? encodeAck(packet as AckPacket, v5) : undefined;
     if (!chunks) return original.call(this, packet, cb);
     this.emit('packetsend', packet);
     const stream = this.stream;

@@ -78,12 +78,24 @@ describe('reconnecting', () => {
     const got: number[] = [];
     await broker.subscribe<number>(t, (m) => void got.push(m.body));
     p.cut();
-    await waitFor(() => broker.state === 'reconnecting', 2_000, () => broker.state);
+    await waitFor(
+      () => broker.state === 'reconnecting',
+      2_000,
+      () => broker.state,
+    );
     const lost = Date.now();
-    await waitFor(() => broker.state === 'connected', 2_000, () => broker.state);
+    await waitFor(
+      () => broker.state === 'connected',
+      2_000,
+      () => broker.state,
+    );
     expect(Date.now() - lost).toBeLessThan(700); // the default period is 1,000 ms
     await broker.publish(t, 7);
-    await waitFor(() => got.length === 1, 5_000, () => 'not resubscribed');
+    await waitFor(
+      () => got.length === 1,
+      5_000,
+      () => 'not resubscribed',
+    );
     await broker.disconnect();
     expect(seen).toEqual(['connected', 'reconnecting', 'connected', 'closed']);
   });
@@ -93,8 +105,16 @@ describe('reconnecting', () => {
     const broker = await open({ url: `mqtt://127.0.0.1:${p.port}`, keepaliveSeconds: 1, reconnectPeriodMs: 100 });
     const seen = states(broker);
     p.freeze();
-    await waitFor(() => seen.includes('reconnecting'), 5_000, () => `states ${seen}`);
-    await waitFor(() => broker.state === 'connected', 5_000, () => broker.state);
+    await waitFor(
+      () => seen.includes('reconnecting'),
+      5_000,
+      () => `states ${seen}`,
+    );
+    await waitFor(
+      () => broker.state === 'connected',
+      5_000,
+      () => broker.state,
+    );
   });
 
   it('rejects QoS 1 publishes still waiting for PUBACK with a ConnectionError when disconnect() closes the connection', async () => {
@@ -118,7 +138,11 @@ describe('reconnecting', () => {
     const p = await proxy();
     const broker = await open({ url: `mqtt://127.0.0.1:${p.port}`, reconnectPeriodMs: 5_000 });
     p.cut();
-    await waitFor(() => broker.state === 'reconnecting', 2_000, () => broker.state);
+    await waitFor(
+      () => broker.state === 'reconnecting',
+      2_000,
+      () => broker.state,
+    );
     const error = await outcome(broker.publish(topic('lost'), 1));
     expect(error).toBeInstanceOf(ConnectionError);
     expect((error as ConnectionError).retriable).toBe(true);
@@ -141,11 +165,23 @@ describe('acknowledgements across a reconnect (persistent session)', () => {
       });
       const publisher = await open();
       await publisher.publish(t, 1);
-      await waitFor(() => calls === 1, 5_000, () => 'not delivered');
+      await waitFor(
+        () => calls === 1,
+        5_000,
+        () => 'not delivered',
+      );
       p.cut();
-      await waitFor(() => broker.state === 'reconnecting', 2_000, () => broker.state);
+      await waitFor(
+        () => broker.state === 'reconnecting',
+        2_000,
+        () => broker.state,
+      );
       if (when === 'before') release(); // its acknowledgement cannot be sent now: it is owed to the resent copy
-      await waitFor(() => broker.state === 'connected', 5_000, () => broker.state);
+      await waitFor(
+        () => broker.state === 'connected',
+        5_000,
+        () => broker.state,
+      );
       await sleep(300); // the broker resends the unacknowledged message with DUP set
       release();
       await sleep(300);
@@ -176,7 +212,11 @@ describe('last will', () => {
     const p = await proxy();
     await open({ url: `mqtt://127.0.0.1:${p.port}`, will, reconnectPeriodMs: 60_000 });
     p.cut();
-    await waitFor(() => wills.length === 1, 5_000, () => 'no will');
+    await waitFor(
+      () => wills.length === 1,
+      5_000,
+      () => 'no will',
+    );
     expect(wills[0]?.body).toEqual({ status: 'gone' });
     expect(wills[0]?.headers).toMatchObject({ 'content-type': 'application/json', 'x-agent': 'a1' });
     expect(wills[0]?.raw).toMatchObject({ qos: 1, retain: false }); // the defaults
@@ -185,19 +225,31 @@ describe('last will', () => {
   it('honours the will codec, qos and retain', async () => {
     const willTopic = topic('will-retained');
     const p = await proxy();
-    await open({ url: `mqtt://127.0.0.1:${p.port}`, will: { topic: willTopic, body: 'offline', codec: 'text', qos: 2, retain: true }, reconnectPeriodMs: 60_000 });
+    await open({
+      url: `mqtt://127.0.0.1:${p.port}`,
+      will: { topic: willTopic, body: 'offline', codec: 'text', qos: 2, retain: true },
+      reconnectPeriodMs: 60_000,
+    });
     const watcher = await open();
     const wills: Message[] = [];
     await watcher.subscribe(willTopic, (m) => void wills.push(m), { qos: 2 });
     p.cut();
-    await waitFor(() => wills.length === 1, 5_000, () => 'no will');
+    await waitFor(
+      () => wills.length === 1,
+      5_000,
+      () => 'no will',
+    );
     expect(wills[0]?.body).toBe('offline');
     expect(wills[0]?.headers['content-type']).toMatch(/^text\/plain/);
     expect(wills[0]?.raw).toMatchObject({ qos: 2 });
     const late: Message[] = [];
     const latecomer = await open();
     await latecomer.subscribe(willTopic, (m) => void late.push(m));
-    await waitFor(() => late.length === 1, 5_000, () => 'the will was not retained');
+    await waitFor(
+      () => late.length === 1,
+      5_000,
+      () => 'the will was not retained',
+    );
     expect((late[0]?.raw as { retain?: boolean }).retain).toBe(true);
     await watcher.publish(willTopic, '', { codec: 'text', retain: true });
   });

@@ -20,23 +20,36 @@ describe('acknowledgement after the handler settles', () => {
     let stopping = false;
     let finishedWhileStopping = 0;
     const server = new MqttServer({ broker: { url: SHARED_URL, clientId, clean: false, drainTimeoutMs: 500, tracing: false, metrics: false } });
-    server.subscribe<Body>(t, async (m, context) => {
-      started.push(m.body.n);
-      if (m.body.n === 0) {
-        // Never finishes by itself: still running when the drain time is up, so it is aborted.
-        await new Promise((resolve) => context.signal.addEventListener('abort', resolve, { once: true }));
-        return;
-      }
-      // 4 is still running when stop() begins, and finishes while draining.
-      if (m.body.n === 4) await waitFor(() => stopping, 5_000, () => 'stop() was not called').then(() => sleep(50));
-      finished.push(m.body.n);
-      if (stopping) finishedWhileStopping++;
-    }, { concurrency: 2 });
+    server.subscribe<Body>(
+      t,
+      async (m, context) => {
+        started.push(m.body.n);
+        if (m.body.n === 0) {
+          // Never finishes by itself: still running when the drain time is up, so it is aborted.
+          await new Promise((resolve) => context.signal.addEventListener('abort', resolve, { once: true }));
+          return;
+        }
+        // 4 is still running when stop() begins, and finishes while draining.
+        if (m.body.n === 4)
+          await waitFor(
+            () => stopping,
+            5_000,
+            () => 'stop() was not called',
+          ).then(() => sleep(50));
+        finished.push(m.body.n);
+        if (stopping) finishedWhileStopping++;
+      },
+      { concurrency: 2 },
+    );
     await server.start();
     const publisher = await open();
     // 0 blocks key "a", so 1 and 2 (key "a") wait; 3 is handled, 4 runs beside 0, and 5 waits for a free slot.
     for (const [n, key] of [[0, 'a'], [1, 'a'], [2, 'a'], [3], [4], [5]] as const) await publisher.publish<Body>(t, { n }, key ? { key } : {});
-    await waitFor(() => started.includes(4), 5_000, () => `started ${started}`);
+    await waitFor(
+      () => started.includes(4),
+      5_000,
+      () => `started ${started}`,
+    );
     stopping = true;
     // Running: 0 (aborted when the drain time is up) and 4 (finishes); queued, never started: 1, 2 and 5.
     await expect(server.stop()).rejects.toMatchObject({ name: 'DrainTimeoutError', pending: 1, queued: 3 });
@@ -48,7 +61,11 @@ describe('acknowledgement after the handler settles', () => {
     const again: number[] = [];
     const next = await open({ clientId, clean: false, sessionExpiryInterval: 0 });
     await next.subscribe<Body>(t, (m) => void again.push(m.body.n));
-    await waitFor(() => again.length >= 4, 10_000, () => `again ${again}`);
+    await waitFor(
+      () => again.length >= 4,
+      10_000,
+      () => `again ${again}`,
+    );
     await sleep(300);
     expect([...again].sort()).toEqual([0, 1, 2, 5]);
     expect(again.filter((n) => n < 3)).toEqual([0, 1, 2]);
@@ -67,7 +84,11 @@ describe('acknowledgement after the handler settles', () => {
     }); // concurrency 1: the others wait in the queue
     const publisher = await open();
     for (let n = 0; n < 30; n++) await publisher.publish<Body>(t, { n });
-    await waitFor(() => running >= 1, 5_000, () => 'no handler started');
+    await waitFor(
+      () => running >= 1,
+      5_000,
+      () => 'no handler started',
+    );
     const stopping = Date.now();
     await broker.disconnect(); // drainTimeoutMs is the default 10,000 ms
     const took = Date.now() - stopping;
@@ -78,7 +99,11 @@ describe('acknowledgement after the handler settles', () => {
     const after: number[] = [];
     const next = await open({ clientId, clean: false, sessionExpiryInterval: 0 });
     await next.subscribe<Body>(t, (m) => void after.push(m.body.n), { concurrency: 8 });
-    await waitFor(() => before.length + after.length >= 30, 10_000, () => `before ${before.length} after ${after.length}`);
+    await waitFor(
+      () => before.length + after.length >= 30,
+      10_000,
+      () => `before ${before.length} after ${after.length}`,
+    );
     await sleep(300);
     expect([...before, ...after].sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, n) => n)); // none lost, none twice
   });
@@ -93,7 +118,11 @@ describe('acknowledgement after the handler settles', () => {
     await broker.subscribe<Body>(fast, (m) => void fastGot.push(m.body.n));
     await broker.publish(slow, { n: 0 });
     for (let n = 0; n < 20; n++) await broker.publish<Body>(fast, { n });
-    await waitFor(() => fastGot.length === 20, 5_000, () => `fast got ${fastGot.length} while the slow handler runs`);
+    await waitFor(
+      () => fastGot.length === 20,
+      5_000,
+      () => `fast got ${fastGot.length} while the slow handler runs`,
+    );
     release();
   });
 
@@ -105,17 +134,25 @@ describe('acknowledgement after the handler settles', () => {
       const gate = new Promise<void>((resolve) => (release = resolve));
       let count = 0;
       let done = 0;
-      await broker.subscribe(t, async () => {
-        count++;
-        await gate;
-        done++;
-      }, { concurrency: 8 });
+      await broker.subscribe(
+        t,
+        async () => {
+          count++;
+          await gate;
+          done++;
+        },
+        { concurrency: 8 },
+      );
       const publisher = await open();
       await Promise.all(Array.from({ length: 12 }, (_, n) => publisher.publish<Body>(t, { n })));
       await sleep(500);
       const running = count;
       release();
-      await waitFor(() => done === 12, 10_000, () => `done ${done}`);
+      await waitFor(
+        () => done === 12,
+        10_000,
+        () => `done ${done}`,
+      );
       return running;
     };
     expect(await started(undefined)).toBe(8);
@@ -129,13 +166,21 @@ describe('acknowledgement after the handler settles', () => {
     const handled: number[] = [];
     const dead: Message<Body>[] = [];
     await broker.subscribe<Body>(dlq, (m) => void dead.push(m));
-    await broker.subscribe<Body>(t, (m) => {
-      tries.set(m.body.n, (tries.get(m.body.n) ?? 0) + 1);
-      if (m.body.n === 3) throw new Error('disk full');
-      handled.push(m.body.n);
-    }, { retry: { attempts: 3, initialDelayMs: 10 }, deadLetter: dlq, concurrency: 2 });
+    await broker.subscribe<Body>(
+      t,
+      (m) => {
+        tries.set(m.body.n, (tries.get(m.body.n) ?? 0) + 1);
+        if (m.body.n === 3) throw new Error('disk full');
+        handled.push(m.body.n);
+      },
+      { retry: { attempts: 3, initialDelayMs: 10 }, deadLetter: dlq, concurrency: 2 },
+    );
     for (let n = 0; n < 8; n++) await broker.publish<Body>(t, { n });
-    await waitFor(() => dead.length === 1 && handled.length === 7, 10_000, () => `dead ${dead.length} handled ${handled}`);
+    await waitFor(
+      () => dead.length === 1 && handled.length === 7,
+      10_000,
+      () => `dead ${dead.length} handled ${handled}`,
+    );
     const [letter] = dead;
     expect(letter?.body).toEqual({ n: 3 });
     expect(letter?.headers[DEAD_LETTER_HEADER.error]).toBe('disk full');
@@ -154,7 +199,11 @@ describe('acknowledgement after the handler settles', () => {
         if (at.length < 2) throw new Error('not yet');
       });
       await broker.publish(t, { n: 1 });
-      await waitFor(() => at.length >= 2, 10_000, () => `attempts ${at.length}`);
+      await waitFor(
+        () => at.length >= 2,
+        10_000,
+        () => `attempts ${at.length}`,
+      );
       return at[1]! - at[0]!;
     };
     const short = await gaps(100);
@@ -175,20 +224,41 @@ describe('QoS and retain', () => {
     await broker.publish(q2, 'exactly once', { qos: 2 });
     await broker.publish(q0, 'at most once', { qos: 2 });
     await broker.publish(q2, 'fire and forget', { qos: 0 });
-    await waitFor(() => got.length === 3, 5_000, () => JSON.stringify(got));
-    expect(got).toEqual(expect.arrayContaining([{ topic: q2, qos: 2 }, { topic: q0, qos: 0 }, { topic: q2, qos: 0 }]));
+    await waitFor(
+      () => got.length === 3,
+      5_000,
+      () => JSON.stringify(got),
+    );
+    expect(got).toEqual(
+      expect.arrayContaining([
+        { topic: q2, qos: 2 },
+        { topic: q0, qos: 0 },
+        { topic: q2, qos: 0 },
+      ]),
+    );
   });
 
   it('shares one MQTT subscription among subscribers of a filter, raising its QoS for the most demanding one', async () => {
     const broker = await open();
     const t = topic('shared-route');
     const got: { who: string; qos: number }[] = [];
-    const record = (who: string) => (m: Message): void => void got.push({ who, qos: (m.raw as IPublishPacket).qos });
+    const record =
+      (who: string) =>
+      (m: Message): void =>
+        void got.push({ who, qos: (m.raw as IPublishPacket).qos });
     await Promise.all([broker.subscribe(t, record('a'), { qos: 0 }), broker.subscribe(t, record('b'), { qos: 0 })]);
     await broker.subscribe(t, record('c'), { qos: 2 });
     await broker.publish(t, 1, { qos: 2 });
-    await waitFor(() => got.length === 3, 5_000, () => JSON.stringify(got));
-    expect(got.sort((x, y) => x.who.localeCompare(y.who))).toEqual([{ who: 'a', qos: 2 }, { who: 'b', qos: 2 }, { who: 'c', qos: 2 }]);
+    await waitFor(
+      () => got.length === 3,
+      5_000,
+      () => JSON.stringify(got),
+    );
+    expect(got.sort((x, y) => x.who.localeCompare(y.who))).toEqual([
+      { who: 'a', qos: 2 },
+      { who: 'b', qos: 2 },
+      { who: 'c', qos: 2 },
+    ]);
   });
 
   it('sends at most the broker\'s Receive Maximum QoS 2 publishes at once (no "quota exceeded")', async () => {
@@ -206,7 +276,11 @@ describe('QoS and retain', () => {
     const got: Message[] = [];
     await broker.subscribe(t, (m) => void got.push(m));
     await broker.subscribe(`${t}-not`, (m) => void got.push(m));
-    await waitFor(() => got.length === 1, 5_000, () => 'no retained message');
+    await waitFor(
+      () => got.length === 1,
+      5_000,
+      () => 'no retained message',
+    );
     await sleep(200);
     expect(got.map((m) => [m.body, (m.raw as IPublishPacket).retain])).toEqual([[{ state: 'on' }, true]]);
     await broker.publish(t, '', { retain: true, codec: 'text' }); // clears it

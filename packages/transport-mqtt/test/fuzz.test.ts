@@ -38,7 +38,13 @@ const int = (max: number): number => Math.floor(random() * max);
 const bytes = (length: number): Buffer => Buffer.from(Array.from({ length }, () => int(256)));
 
 /** Code point ranges for random text that MQTT accepts: ASCII, Latin, Greek, CJK and astral emoji (surrogate pairs). */
-const RANGES: [number, number][] = [[0x20, 0x7e], [0xa0, 0x2ff], [0x370, 0x3ff], [0x4e00, 0x9fff], [0x1f600, 0x1f64f]];
+const RANGES: [number, number][] = [
+  [0x20, 0x7e],
+  [0xa0, 0x2ff],
+  [0x370, 0x3ff],
+  [0x4e00, 0x9fff],
+  [0x1f600, 0x1f64f],
+];
 
 /** Random text that is valid MQTT UTF-8 (no controls, surrogates or noncharacters). */
 function text(length: number): string {
@@ -67,7 +73,13 @@ interface Outgoing {
 }
 
 const CONTROL = Buffer.from(Array.from({ length: 32 }, (_, i) => i).concat([0x7f]));
-const INVALID_UTF8 = [Buffer.from([0xff]), Buffer.from([0xc3, 0x28]), Buffer.from([0xe2, 0x28, 0xa1]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80])];
+const INVALID_UTF8 = [
+  Buffer.from([0xff]),
+  Buffer.from([0xc3, 0x28]),
+  Buffer.from([0xe2, 0x28, 0xa1]),
+  Buffer.from([0xed, 0xa0, 0x80]),
+  Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80]),
+];
 
 /** Bad message `i`: a payload and properties that fail decoding or the schema. Every one is told apart by `fuzz-id`, or by its body where its headers cannot travel again. */
 function bad(i: number): Outgoing {
@@ -81,12 +93,23 @@ function bad(i: number): Outgoing {
     case 2:
       return { payload: Buffer.concat([CONTROL.subarray(int(16)), bytes(int(8))]), properties: { contentType: 'text/plain', userProperties: user() } };
     case 3:
-      return { payload: Buffer.concat([Buffer.from('{"kind":"good","n":'), INVALID_UTF8[int(INVALID_UTF8.length)]!, Buffer.from('}')]), properties: { contentType: int(2) ? 'text/plain' : 'application/json', userProperties: user() } };
+      return {
+        payload: Buffer.concat([Buffer.from('{"kind":"good","n":'), INVALID_UTF8[int(INVALID_UTF8.length)]!, Buffer.from('}')]),
+        properties: { contentType: int(2) ? 'text/plain' : 'application/json', userProperties: user() },
+      };
     case 4:
       return { payload: bytes(1 + int(64)), properties: { contentType: 'application/msgpack', userProperties: user() } };
     case 5: {
       // Valid JSON of the wrong shape, up to hundreds of validation issues.
-      const shapes = [{ kind: 'bad', n: i }, [1, 2, 3], 'text', null, { kind: 'good', n: 'x'.repeat(int(100)) }, { kind: 'good', n: i + 0.5 }, Array.from({ length: int(500) }, () => ({ kind: 7 }))];
+      const shapes = [
+        { kind: 'bad', n: i },
+        [1, 2, 3],
+        'text',
+        null,
+        { kind: 'good', n: 'x'.repeat(int(100)) },
+        { kind: 'good', n: i + 0.5 },
+        Array.from({ length: int(500) }, () => ({ kind: 7 })),
+      ];
       return { payload: Buffer.from(JSON.stringify(shapes[int(shapes.length)])), properties: { contentType: 'application/json', userProperties: user() } };
     }
     case 6:
@@ -102,7 +125,11 @@ function bad(i: number): Outgoing {
       return { payload: bytes(int(3)), properties: { contentType: 'application/json', userProperties: user() } };
     case 10:
       // A repeated name that joins to more than 65,535 bytes: the dead letter goes without the original headers.
-      if (i % 120 === 10) return { payload: Buffer.from(`joined-${i}`), properties: { contentType: 'application/json', userProperties: { ...id, twice: ['w'.repeat(40_000), 'w'.repeat(40_000)] } } };
+      if (i % 120 === 10)
+        return {
+          payload: Buffer.from(`joined-${i}`),
+          properties: { contentType: 'application/json', userProperties: { ...id, twice: ['w'.repeat(40_000), 'w'.repeat(40_000)] } },
+        };
       return { payload: Buffer.concat([bytes(int(16)), CONTROL.subarray(0, 4)]), properties: { userProperties: user() } };
     default:
       return { payload: Buffer.from(text(1 + int(100))), properties: { contentType: 'application/json', userProperties: user() } };
@@ -114,8 +141,13 @@ function good(n: number): Outgoing {
   const body = { kind: 'good', n };
   const userProperties = int(2) ? randomProperties() : undefined;
   const variant = n % 3;
-  if (variant === 0) return { payload: Buffer.from(JSON.stringify(body)), properties: { contentType: 'application/json', ...(userProperties ? { userProperties } : {}) } };
-  if (variant === 1) return { payload: Buffer.from(msgpackCodec.encode(body)), properties: { contentType: 'application/msgpack', ...(userProperties ? { userProperties } : {}) } };
+  if (variant === 0)
+    return { payload: Buffer.from(JSON.stringify(body)), properties: { contentType: 'application/json', ...(userProperties ? { userProperties } : {}) } };
+  if (variant === 1)
+    return {
+      payload: Buffer.from(msgpackCodec.encode(body)),
+      properties: { contentType: 'application/msgpack', ...(userProperties ? { userProperties } : {}) },
+    };
   return { payload: Buffer.from(JSON.stringify(body)), properties: userProperties ? { userProperties } : {} };
 }
 
@@ -140,18 +172,26 @@ describe(`fuzz: foreign payloads and headers (seed ${SEED})`, () => {
     const dead = new Map<number, number>();
     const unbounded: string[] = [];
     const unidentified: string[] = [];
-    await broker.subscribe<Uint8Array>(dlq, (m: Message<Uint8Array>) => {
-      const reason = m.headers[DEAD_LETTER_HEADER.error] ?? '';
-      if (reason === '' || Buffer.byteLength(reason) > 1_024 || invalidTextIndex(reason) !== -1) unbounded.push(reason.slice(0, 200));
-      const joined = /^joined-(\d+)$/.exec(Buffer.from(m.body).toString('latin1'));
-      const id = Number(m.headers['fuzz-id'] ?? joined?.[1] ?? Number.NaN);
-      if (Number.isNaN(id)) unidentified.push(JSON.stringify(m.headers).slice(0, 200));
-      else dead.set(id, (dead.get(id) ?? 0) + 1);
-    }, { codec: 'bytes', concurrency: 16 });
-    await broker.subscribe(t, (m) => {
-      if (handled.has(m.body.n)) handledTwice++;
-      handled.add(m.body.n);
-    }, { schema: z.object({ kind: z.literal('good'), n: z.number().int() }), deadLetter: dlq, concurrency: 16 });
+    await broker.subscribe<Uint8Array>(
+      dlq,
+      (m: Message<Uint8Array>) => {
+        const reason = m.headers[DEAD_LETTER_HEADER.error] ?? '';
+        if (reason === '' || Buffer.byteLength(reason) > 1_024 || invalidTextIndex(reason) !== -1) unbounded.push(reason.slice(0, 200));
+        const joined = /^joined-(\d+)$/.exec(Buffer.from(m.body).toString('latin1'));
+        const id = Number(m.headers['fuzz-id'] ?? joined?.[1] ?? Number.NaN);
+        if (Number.isNaN(id)) unidentified.push(JSON.stringify(m.headers).slice(0, 200));
+        else dead.set(id, (dead.get(id) ?? 0) + 1);
+      },
+      { codec: 'bytes', concurrency: 16 },
+    );
+    await broker.subscribe(
+      t,
+      (m) => {
+        if (handled.has(m.body.n)) handledTwice++;
+        handled.add(m.body.n);
+      },
+      { schema: z.object({ kind: z.literal('good'), n: z.number().int() }), deadLetter: dlq, concurrency: 16 },
+    );
 
     device = await mqtt.connectAsync(mosquitto.url, { protocolVersion: 5, clientId: `fuzz-device-${randomUUID().slice(0, 8)}`, reconnectPeriod: 0 });
     let deviceClosed = false;
@@ -168,7 +208,8 @@ describe(`fuzz: foreign payloads and headers (seed ${SEED})`, () => {
         });
         window.add(sent);
         while (window.size >= 20) {
-          if (Date.now() - acknowledged > 10_000) throw new Error(`seed ${SEED}: the foreign client's publishes are not acknowledged any more (message ${i}, connected ${device.connected})`);
+          if (Date.now() - acknowledged > 10_000)
+            throw new Error(`seed ${SEED}: the foreign client's publishes are not acknowledged any more (message ${i}, connected ${device.connected})`);
           await Promise.race([...window, sleep(1_000)]);
         }
       }
@@ -176,11 +217,23 @@ describe(`fuzz: foreign payloads and headers (seed ${SEED})`, () => {
     await Promise.all(window);
     expect(deviceClosed).toBe(false);
 
-    const missing = (): string => Array.from({ length: COUNT }, (_, i) => i).filter((i) => !dead.has(i)).slice(0, 10).map((i) => `${i} (case ${i % 12}, ${i % 120})`).join(', ');
-    await waitFor(() => handled.size === COUNT && dead.size + unidentified.length >= COUNT, 60_000, () => `seed ${SEED}: handled ${handled.size}, dead-lettered ${dead.size} of ${COUNT}, states ${states}; not dead-lettered: ${missing()}`);
+    const missing = (): string =>
+      Array.from({ length: COUNT }, (_, i) => i)
+        .filter((i) => !dead.has(i))
+        .slice(0, 10)
+        .map((i) => `${i} (case ${i % 12}, ${i % 120})`)
+        .join(', ');
+    await waitFor(
+      () => handled.size === COUNT && dead.size + unidentified.length >= COUNT,
+      60_000,
+      () => `seed ${SEED}: handled ${handled.size}, dead-lettered ${dead.size} of ${COUNT}, states ${states}; not dead-lettered: ${missing()}`,
+    );
     expect(unbounded, `seed ${SEED}: reasons that are empty, too long or not wire-safe`).toEqual([]);
     expect(unidentified, `seed ${SEED}: dead letters without their id`).toEqual([]);
-    expect([...dead.values()].filter((n) => n !== 1), `seed ${SEED}: bad messages dead-lettered more than once`).toEqual([]);
+    expect(
+      [...dead.values()].filter((n) => n !== 1),
+      `seed ${SEED}: bad messages dead-lettered more than once`,
+    ).toEqual([]);
     expect(handledTwice).toBe(0);
     expect(states, `seed ${SEED}`).toEqual(['connected']);
     expect(Date.now() - started).toBeLessThan(90_000);

@@ -36,7 +36,11 @@ async function device(url = SHARED_URL): Promise<mqtt.MqttClient> {
 async function flows(broker: MqttBroker, t: string, got: number[], count: number): Promise<void> {
   const before = got.length;
   for (let n = 0; n < count; n++) await broker.publish(t, { n });
-  await waitFor(() => got.length === before + count, 5_000, () => `${got.length - before} of ${count} good messages handled`);
+  await waitFor(
+    () => got.length === before + count,
+    5_000,
+    () => `${got.length - before} of ${count} good messages handled`,
+  );
 }
 
 describe("a caller's header MQTT cannot carry", () => {
@@ -106,8 +110,16 @@ describe("a caller's header MQTT cannot carry", () => {
     expect(await within(broker.publish(t, {}, { headers: { big: 'x'.repeat(70_000) } }), 2_000)).toBeInstanceOf(InvalidHeaderError);
     await flows(broker, t, got, 3);
     proxy.cut();
-    await waitFor(() => broker.state === 'reconnecting', 2_000, () => broker.state);
-    await waitFor(() => broker.state === 'connected', 5_000, () => broker.state);
+    await waitFor(
+      () => broker.state === 'reconnecting',
+      2_000,
+      () => broker.state,
+    );
+    await waitFor(
+      () => broker.state === 'connected',
+      5_000,
+      () => broker.state,
+    );
     await flows(broker, t, got, 3);
   });
 });
@@ -137,7 +149,11 @@ describe('what a foreign client sends', () => {
     const client = await device();
     await client.publishAsync(t, Buffer.from([0x01]), { qos: 1, properties: { contentType: 'application/json' } });
     for (let n = 0; n < 20; n++) await client.publishAsync(t, JSON.stringify({ n }), { qos: 1, properties: { contentType: 'application/json' } });
-    await waitFor(() => good.length === 20 && dead.length === 1, 10_000, () => `good ${good.length} dead ${dead.length} states ${seen}`);
+    await waitFor(
+      () => good.length === 20 && dead.length === 1,
+      10_000,
+      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+    );
     await sleep(300);
     expect(dead).toHaveLength(1);
     expect(Buffer.from(dead[0]!.body)).toEqual(Buffer.from([0x01]));
@@ -152,7 +168,11 @@ describe('what a foreign client sends', () => {
     const contentType = `application/${'x'.repeat(65_488)}`;
     await client.publishAsync(t, '{"n":1}', { qos: 1, properties: { contentType } });
     for (let n = 0; n < 5; n++) await client.publishAsync(t, JSON.stringify({ n }), { qos: 1 });
-    await waitFor(() => good.length === 5 && dead.length === 1, 10_000, () => `good ${good.length} dead ${dead.length} states ${seen}`);
+    await waitFor(
+      () => good.length === 5 && dead.length === 1,
+      10_000,
+      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+    );
     expect(dead[0]?.headers['content-type']).toBe(contentType); // the original header is kept
     expectBoundedReason(dead[0]);
     expect(seen).toEqual(['connected']);
@@ -169,7 +189,11 @@ describe('what a foreign client sends', () => {
     const client = await device();
     await client.publishAsync(t, JSON.stringify({ items: Array.from({ length: 20_000 }, () => 'x') }), { qos: 1 });
     for (let n = 1; n <= 5; n++) await client.publishAsync(t, JSON.stringify({ items: [n] }), { qos: 1 });
-    await waitFor(() => good.length === 5 && dead.length === 1, 10_000, () => `good ${good.length} dead ${dead.length} states ${seen}`);
+    await waitFor(
+      () => good.length === 5 && dead.length === 1,
+      10_000,
+      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+    );
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.errorType]).toBe('VALIDATION_ERROR');
     expectBoundedReason(dead[0]);
     expect(seen).toEqual(['connected']);
@@ -182,7 +206,11 @@ describe('what a foreign client sends', () => {
     const half = 'v'.repeat(40_000);
     await client.publishAsync(t, '"not an object"', { qos: 1, properties: { userProperties: { twice: [half, half] } } });
     for (let n = 0; n < 5; n++) await client.publishAsync(t, JSON.stringify({ n }), { qos: 1 });
-    await waitFor(() => good.length === 5 && dead.length === 1, 10_000, () => `good ${good.length} dead ${dead.length} states ${seen}`);
+    await waitFor(
+      () => good.length === 5 && dead.length === 1,
+      10_000,
+      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+    );
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.headersDropped]).toBe('true');
     expect(dead[0]?.headers.twice).toBeUndefined();
     expectBoundedReason(dead[0]);

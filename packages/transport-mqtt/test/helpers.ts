@@ -32,7 +32,10 @@ afterEach(async () => {
 
 /** Resolves when `promise` settles: 'ok' or the error. */
 export function outcome(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(() => 'ok', (error: unknown) => error);
+  return promise.then(
+    () => 'ok',
+    (error: unknown) => error,
+  );
 }
 
 /** How a promise settled within `ms`: 'ok', the error, or 'pending' (still waiting: a hang, made visible). */

@@ -18,9 +18,18 @@ describe('bad input', () => {
 
   it('refuses bad subscriptions with a ConfigurationError', async () => {
     const broker = await open();
-    const bad = [['a/#/b', {}], ['$share/g/a', {}], ['a', { group: 'g/h' }], ['a', { concurrency: 0 }], ['a', { qos: 3 }],
+    const bad = [
+      ['a/#/b', {}],
+      ['$share/g/a', {}],
+      ['a', { group: 'g/h' }],
+      ['a', { concurrency: 0 }],
+      ['a', { qos: 3 }],
       // Filters MQTT cannot carry: Mosquitto would close the connection, and mqtt.js resubscribe on every reconnect.
-      ['a/\u0001', {}], ['a/\ud800', {}], ['a', { group: 'g\u0085' }], [`a/${'x'.repeat(65_535)}`, {}]] as const;
+      ['a/\u0001', {}],
+      ['a/\ud800', {}],
+      ['a', { group: 'g\u0085' }],
+      [`a/${'x'.repeat(65_535)}`, {}],
+    ] as const;
     for (const [filter, options] of bad) {
       expect(await outcome(broker.subscribe(filter, () => undefined, options as never))).toBeInstanceOf(ConfigurationError);
     }
@@ -39,7 +48,11 @@ describe('bad input', () => {
     await pub(t, '{"n":"two"}', json);
     await pub(t, 'hello', ['content-type', 'application/x-unknown']);
     await pub(t, '{"n":5}'); // no content type: the default codec (json)
-    await waitFor(() => handled.length === 2 && dead.length === 3, 5_000, () => `handled ${JSON.stringify(handled)} dead ${dead.length}`);
+    await waitFor(
+      () => handled.length === 2 && dead.length === 3,
+      5_000,
+      () => `handled ${JSON.stringify(handled)} dead ${dead.length}`,
+    );
     expect(handled).toEqual([{ n: 1 }, { n: 5 }]);
     const reasons = dead.map((m) => [Buffer.from(m.body).toString(), m.headers[DEAD_LETTER_HEADER.errorType], m.headers['content-type']]);
     expect(reasons).toEqual([
@@ -73,15 +86,21 @@ describe('MQTT 3.1.1', () => {
     expect(refused).toBeInstanceOf(PublishError);
     await v4.publish(t, { n: 2 }, { key: 'k' }); // content-type, message-id, traceparent and key are not carried
     await v5.publish(t, { n: 3 }, { headers: { 'x-tenant': 'acme' } });
-    await waitFor(() => got.length === 4, 5_000, () => `got ${got.length}`);
+    await waitFor(
+      () => got.length === 4,
+      5_000,
+      () => `got ${got.length}`,
+    );
     await sleep(200);
     const seen = got.map((m) => [m.body, m.headers['x-tenant'] ?? null, m.headers['content-type'] ?? null]);
-    expect(seen).toEqual(expect.arrayContaining([
-      [{ n: 2 }, null, null], // at the v4 subscriber
-      [{ n: 2 }, null, null], // at the v5 subscriber
-      [{ n: 3 }, null, null], // a 3.1.1 subscriber gets no properties
-      [{ n: 3 }, 'acme', 'application/json'],
-    ]));
+    expect(seen).toEqual(
+      expect.arrayContaining([
+        [{ n: 2 }, null, null], // at the v4 subscriber
+        [{ n: 2 }, null, null], // at the v5 subscriber
+        [{ n: 3 }, null, null], // a 3.1.1 subscriber gets no properties
+        [{ n: 3 }, 'acme', 'application/json'],
+      ]),
+    );
   });
 
   it('still retries and dead-letters (the dead letter has no headers on 3.1.1)', async () => {
@@ -89,11 +108,19 @@ describe('MQTT 3.1.1', () => {
     const [t, dlq] = [topic('v311-retry'), topic('v311-dlq')];
     const dead: unknown[] = [];
     await broker.subscribe(dlq, (m) => void dead.push(m.body));
-    await broker.subscribe(t, () => {
-      throw new Error('no');
-    }, { retry: { attempts: 2, initialDelayMs: 5 }, deadLetter: dlq });
+    await broker.subscribe(
+      t,
+      () => {
+        throw new Error('no');
+      },
+      { retry: { attempts: 2, initialDelayMs: 5 }, deadLetter: dlq },
+    );
     await broker.publish(t, { n: 1 });
-    await waitFor(() => dead.length === 1, 5_000, () => 'nothing dead-lettered');
+    await waitFor(
+      () => dead.length === 1,
+      5_000,
+      () => 'nothing dead-lettered',
+    );
     expect(dead).toEqual([{ n: 1 }]);
   });
 });
@@ -110,10 +137,18 @@ describe('routing on one connection', () => {
       await broker.subscribe<number>(`${base}/a`, (m) => void got.group!.push(m.body), { group: 'g' });
       await broker.publish(`${base}/a`, 1);
       await broker.publish(`${base}/b`, 2);
-      await waitFor(() => got.exact!.length === 1 && got.plus!.length === 2 && got.group!.length === 1, 5_000, () => JSON.stringify(got));
+      await waitFor(
+        () => got.exact!.length === 1 && got.plus!.length === 2 && got.group!.length === 1,
+        5_000,
+        () => JSON.stringify(got),
+      );
       await sub.unsubscribe();
       await broker.publish(`${base}/a`, 3);
-      await waitFor(() => got.second!.length === 2, 5_000, () => JSON.stringify(got));
+      await waitFor(
+        () => got.second!.length === 2,
+        5_000,
+        () => JSON.stringify(got),
+      );
       await sleep(200);
       expect(got).toEqual({ exact: [1], second: [1, 3], plus: [1, 2, 3], group: [1, 3] });
     }
@@ -132,7 +167,11 @@ describe('routing on one connection', () => {
       }
       const publisher = await open();
       for (let n = 0; n < 10; n++) await publisher.publish(t, n);
-      await waitFor(() => counts[0]! + counts[1]! >= 10 && plain.length === 10, 5_000, () => `counts ${counts} plain ${plain.length}`);
+      await waitFor(
+        () => counts[0]! + counts[1]! >= 10 && plain.length === 10,
+        5_000,
+        () => `counts ${counts} plain ${plain.length}`,
+      );
       await sleep(200);
       return counts;
     };

@@ -32,12 +32,35 @@ describe('interop with the Mosquitto command line clients', () => {
     const app = new App({ servers: [server], signals: [] });
     await app.start();
     try {
-      await tool('mosquitto_pub', ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', REPORTS,
-        '-D', 'publish', 'content-type', 'application/json',
-        '-D', 'publish', 'user-property', 'x-site', 'berlin',
-        '-m', JSON.stringify({ agent: 'agent-7', cpu: 93.5 })]);
+      await tool('mosquitto_pub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        '1883',
+        '-V',
+        '5',
+        '-q',
+        '1',
+        '-t',
+        REPORTS,
+        '-D',
+        'publish',
+        'content-type',
+        'application/json',
+        '-D',
+        'publish',
+        'user-property',
+        'x-site',
+        'berlin',
+        '-m',
+        JSON.stringify({ agent: 'agent-7', cpu: 93.5 }),
+      ]);
       const saver = container.get(ReportSaver);
-      await waitFor(() => saver.saved.length === 1, 5_000, () => 'nothing saved');
+      await waitFor(
+        () => saver.saved.length === 1,
+        5_000,
+        () => 'nothing saved',
+      );
       const [message] = saver.saved;
       expect(message?.body).toEqual({ agent: 'agent-7', cpu: 93.5, tags: [] }); // the schema's default applied
       expect(message?.topic).toBe(REPORTS);
@@ -51,7 +74,9 @@ describe('interop with the Mosquitto command line clients', () => {
     const broker = await open({ messageIds: true });
     const t = topic('to-sub');
     const body = { report: 'ümlaut ✓', values: [1, 2.5, null] };
-    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', t, '-C', '1', '-W', '15', '-F', '%C\\n%P\\n%x'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', t, '-C', '1', '-W', '15', '-F', '%C\\n%P\\n%x'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     sub.stdout.on('data', (chunk: Buffer) => void (out += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => sub.once('exit', resolve));
@@ -59,7 +84,10 @@ describe('interop with the Mosquitto command line clients', () => {
     void exited.then(() => (done = true));
     // mosquitto_sub subscribes asynchronously: publish until it has printed one message.
     for (let i = 0; i < 50 && !done; i++) {
-      await broker.publish(t, body, { key: 'agent-7', headers: { 'x-tenant': 'acme', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
+      await broker.publish(t, body, {
+        key: 'agent-7',
+        headers: { 'x-tenant': 'acme', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      });
       await Promise.race([exited, sleep(200)]);
     }
     expect(await exited).toBe(0);

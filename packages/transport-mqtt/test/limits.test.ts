@@ -35,7 +35,11 @@ describe("the broker's Maximum Packet Size (Mosquitto max_packet_size, announced
       expect((error as PayloadTooLargeError).limit).toBe(2_048);
     }
     await broker.publish(t, new Uint8Array(1_000), { codec: 'bytes' });
-    await waitFor(() => got.length === 1, 5_000, () => 'small message lost');
+    await waitFor(
+      () => got.length === 1,
+      5_000,
+      () => 'small message lost',
+    );
     expect(broker.state).toBe('connected');
   });
 });
@@ -73,7 +77,11 @@ describe("Mosquitto's message_size_limit (reason 0x95)", () => {
       const small = Array.from({ length: 10 }, () => broker.publish(t, new Uint8Array(100), { codec: 'bytes', qos }));
       expect(await within(Promise.all(small), 3_000)).toBe('ok');
     }
-    await waitFor(() => got.length === 40, 5_000, () => `${got.length} of 40 small messages arrived`);
+    await waitFor(
+      () => got.length === 40,
+      5_000,
+      () => `${got.length} of 40 small messages arrived`,
+    );
     expect(got.every((size) => size === 100)).toBe(true);
     expect(seen).toEqual(['connected']);
   });
@@ -85,7 +93,11 @@ describe("Mosquitto's message_size_limit (reason 0x95)", () => {
     await broker.subscribe<Uint8Array>(t, (m) => void got.push(m.body.byteLength), { codec: 'bytes', qos: 0 });
     await broker.publish(t, new Uint8Array(2_000), { codec: 'bytes', qos: 0 }); // resolves once written
     await broker.publish(t, new Uint8Array(100), { codec: 'bytes', qos: 0 });
-    await waitFor(() => got.length === 1, 5_000, () => 'the small message did not arrive');
+    await waitFor(
+      () => got.length === 1,
+      5_000,
+      () => 'the small message did not arrive',
+    );
     await sleep(200);
     expect(got).toEqual([100]);
 

@@ -42,7 +42,11 @@ describe('RabbitMQ 3.10 with its MQTT plugin (a private node)', () => {
       let count = 0;
       await broker.subscribe(t, () => void count++, { group: 'savers' });
       for (let n = 0; n < 20; n++) await broker.publish(t, { n });
-      await waitFor(() => count === 20, sharedSubscriptions ? 1_000 : 5_000, () => `${count} of 20`).catch(() => undefined);
+      await waitFor(
+        () => count === 20,
+        sharedSubscriptions ? 1_000 : 5_000,
+        () => `${count} of 20`,
+      ).catch(() => undefined);
       await sleep(200);
       return count;
     };
@@ -71,7 +75,9 @@ describe('shared subscriptions the broker does not have (scripted MQTT 5 peer)',
 
   const subscribed = (received: Packet[]): string[] => received.flatMap((p) => (p.cmd === 'subscribe' ? p.subscriptions.map((s) => s.topic) : []));
 
-  const noShared: PeerScript = { connack: { packet: { returnCode: 0, reasonCode: 0, sessionPresent: false, properties: { sharedSubscriptionAvailable: false } }, protocolVersion: 5 } };
+  const noShared: PeerScript = {
+    connack: { packet: { returnCode: 0, reasonCode: 0, sessionPresent: false, properties: { sharedSubscriptionAvailable: false } }, protocolVersion: 5 },
+  };
 
   it('fails a group subscribe() with a SubscribeError that says to set sharedSubscriptions: false, when CONNACK says they are not available', async () => {
     const p = await peer(noShared);
@@ -121,7 +127,10 @@ describe('a broker that refuses the protocol version (scripted peer)', () => {
 
   for (const [what, script] of [
     ['answers an MQTT 5 CONNECT with the 3.1.1 return code 1', { connack: { packet: { returnCode: 1, sessionPresent: false }, protocolVersion: 4 } }],
-    ['answers with MQTT 5 reason 0x84 (unsupported protocol version)', { connack: { packet: { reasonCode: 0x84, sessionPresent: false }, protocolVersion: 5 } }],
+    [
+      'answers with MQTT 5 reason 0x84 (unsupported protocol version)',
+      { connack: { packet: { reasonCode: 0x84, sessionPresent: false }, protocolVersion: 5 } },
+    ],
   ] as const) {
     it(`${what}: a non-retriable ProtocolVersionError naming MQTT 5 and suggesting protocolVersion: 4`, async () => {
       const p = await scriptedPeer(script as PeerScript);

@@ -36,19 +36,24 @@ export class RabbitMq {
 
   static async start(): Promise<RabbitMq> {
     if (!existsSync(join(BIN, 'rabbitmq-server'))) {
-      throw new Error(`RabbitMQ is not installed (${BIN}/rabbitmq-server missing): these tests need a RabbitMQ 3.x with the rabbitmq_mqtt plugin (Debian: apt-get install rabbitmq-server)`);
+      throw new Error(
+        `RabbitMQ is not installed (${BIN}/rabbitmq-server missing): these tests need a RabbitMQ 3.x with the rabbitmq_mqtt plugin (Debian: apt-get install rabbitmq-server)`,
+      );
     }
     const dir = await mkdtemp(join(tmpdir(), 'ktransport-rabbitmq-'));
     const [amqpPort, distPort, mqttPort] = [await freePort(), await freePort(), await freePort()];
     await mkdir(join(dir, 'home'));
     await writeFile(join(dir, 'rabbitmq-env.conf'), 'ERL_EPMD_ADDRESS=127.0.0.1\n');
-    await writeFile(join(dir, 'rabbitmq.conf'), [
-      `listeners.tcp.default = 127.0.0.1:${amqpPort}`,
-      `mqtt.listeners.tcp.default = 127.0.0.1:${mqttPort}`,
-      'mqtt.allow_anonymous = true',
-      'loopback_users = none',
-      '',
-    ].join('\n'));
+    await writeFile(
+      join(dir, 'rabbitmq.conf'),
+      [
+        `listeners.tcp.default = 127.0.0.1:${amqpPort}`,
+        `mqtt.listeners.tcp.default = 127.0.0.1:${mqttPort}`,
+        'mqtt.allow_anonymous = true',
+        'loopback_users = none',
+        '',
+      ].join('\n'),
+    );
     await writeFile(join(dir, 'enabled_plugins'), '[rabbitmq_mqtt].\n');
     const node = `kt-mqtt-${randomUUID().slice(0, 8)}@localhost`;
     const env: NodeJS.ProcessEnv = {
@@ -98,7 +103,9 @@ export class RabbitMq {
     await run(join(BIN, 'rabbitmqctl'), ['-n', this.node, 'stop'], { env: this.env, timeout: 60_000 }).catch(() => undefined);
     const timer = setTimeout(() => {
       // The script's Erlang VM is its child: end it by the pid file it wrote, then the script.
-      void readFile(join(this.dir, 'pid'), 'utf8').then((pid) => process.kill(Number(pid.trim()), 'SIGKILL')).catch(() => undefined);
+      void readFile(join(this.dir, 'pid'), 'utf8')
+        .then((pid) => process.kill(Number(pid.trim()), 'SIGKILL'))
+        .catch(() => undefined);
       child.kill('SIGKILL');
     }, 30_000);
     await exited;

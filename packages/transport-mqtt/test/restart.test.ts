@@ -21,12 +21,16 @@ describe('broker restart mid-stream', () => {
     const states: ConnectionState[] = [];
     const subscriber = await open({ url: mosquitto.url, clientId: `ktm-restart-${t}`, clean: false, reconnectPeriodMs: 200 });
     subscriber.onStateChange((s) => void states.push(s));
-    await subscriber.subscribe<{ n: number }>(t, (m) => {
-      deliveries++;
-      // Publishes mqtt.js sends again after the reconnect must still carry their properties.
-      if (m.headers['content-type'] !== 'application/json') unlabelled++;
-      received.add(m.body.n);
-    }, { concurrency: 16 });
+    await subscriber.subscribe<{ n: number }>(
+      t,
+      (m) => {
+        deliveries++;
+        // Publishes mqtt.js sends again after the reconnect must still carry their properties.
+        if (m.headers['content-type'] !== 'application/json') unlabelled++;
+        received.add(m.body.n);
+      },
+      { concurrency: 16 },
+    );
     const publisher = await open({ url: mosquitto.url, reconnectPeriodMs: 200 });
 
     let next = 0;
@@ -48,12 +52,20 @@ describe('broker restart mid-stream', () => {
       }
     };
     const publishing = Promise.all(Array.from({ length: 16 }, worker));
-    await waitFor(() => next >= total / 3, 30_000, () => `published ${next}`);
+    await waitFor(
+      () => next >= total / 3,
+      30_000,
+      () => `published ${next}`,
+    );
     await mosquitto.stop();
     await sleep(500);
     await mosquitto.start();
     await publishing;
-    await waitFor(() => received.size === total, 60_000, () => `received ${received.size} of ${total}`);
+    await waitFor(
+      () => received.size === total,
+      60_000,
+      () => `received ${received.size} of ${total}`,
+    );
     expect(retries).toBeGreaterThan(0);
     expect(states).toContain('reconnecting');
     expect(subscriber.state).toBe('connected');

@@ -34,20 +34,57 @@ async function makePki(): Promise<Pki> {
   const issue = async (name: string, subject: string, extensions: string): Promise<void> => {
     await writeFile(p(`${name}.ext`), `${extensions}\n`);
     await exec('openssl', ['req', ...ec, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', subject]);
-    await exec('openssl', ['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
-      '-out', p(`${name}.crt`), '-days', '2', '-extfile', p(`${name}.ext`)]);
+    await exec('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      p(`${name}.csr`),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p(`${name}.crt`),
+      '-days',
+      '2',
+      '-extfile',
+      p(`${name}.ext`),
+    ]);
   };
   await issue('server', '/CN=broker.test', 'subjectAltName=DNS:broker.test\nextendedKeyUsage=serverAuth');
   await issue('client', '/CN=ktransport-client', 'extendedKeyUsage=clientAuth');
   await exec('openssl', ['req', '-x509', ...ec, '-keyout', p('other-ca.key'), '-out', p('other-ca.crt'), '-days', '2', '-subj', '/CN=another CA']);
   await writeFile(p('other-client.ext'), 'extendedKeyUsage=clientAuth\n');
   await exec('openssl', ['req', ...ec, '-keyout', p('other-client.key'), '-out', p('other-client.csr'), '-subj', '/CN=stranger']);
-  await exec('openssl', ['x509', '-req', '-in', p('other-client.csr'), '-CA', p('other-ca.crt'), '-CAkey', p('other-ca.key'), '-CAcreateserial',
-    '-out', p('other-client.crt'), '-days', '2', '-extfile', p('other-client.ext')]);
+  await exec('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    p('other-client.csr'),
+    '-CA',
+    p('other-ca.crt'),
+    '-CAkey',
+    p('other-ca.key'),
+    '-CAcreateserial',
+    '-out',
+    p('other-client.crt'),
+    '-days',
+    '2',
+    '-extfile',
+    p('other-client.ext'),
+  ]);
   const read = (name: string): Promise<string> => readFile(p(name), 'utf8');
   return {
-    dir, ca: await read('ca.crt'), serverCert: await read('server.crt'), serverKey: await read('server.key'), clientCert: await read('client.crt'), clientKey: await read('client.key'),
-    otherCa: await read('other-ca.crt'), otherClientCert: await read('other-client.crt'), otherClientKey: await read('other-client.key'),
+    dir,
+    ca: await read('ca.crt'),
+    serverCert: await read('server.crt'),
+    serverKey: await read('server.key'),
+    clientCert: await read('client.crt'),
+    clientKey: await read('client.key'),
+    otherCa: await read('other-ca.crt'),
+    otherClientCert: await read('other-client.crt'),
+    otherClientKey: await read('other-client.key'),
   };
 }
 
@@ -74,7 +111,13 @@ beforeAll(async () => {
       // Debian's Mosquitto 2.0.11 has websockets (libwebsockets built in). It binds a websockets
       // listener to the listener's address only with socket_domain ipv4 (else to every interface).
       ['protocol websockets', 'socket_domain ipv4', 'allow_anonymous true'],
-      ['protocol websockets', 'socket_domain ipv4', `certfile ${join(pki.dir, 'server.crt')}`, `keyfile ${join(pki.dir, 'server.key')}`, 'allow_anonymous true'],
+      [
+        'protocol websockets',
+        'socket_domain ipv4',
+        `certfile ${join(pki.dir, 'server.crt')}`,
+        `keyfile ${join(pki.dir, 'server.key')}`,
+        'allow_anonymous true',
+      ],
     ],
   });
   const [tls, mutual, password, ws, wss] = mosquitto.ports;
@@ -100,12 +143,19 @@ async function roundTrip(options: MqttBrokerOptions): Promise<void> {
   const got: unknown[] = [];
   await broker.subscribe(t, (m) => void got.push(m.body));
   await broker.publish(t, { secret: 42 });
-  await waitFor(() => got.length === 1, 5_000, () => 'nothing received');
+  await waitFor(
+    () => got.length === 1,
+    5_000,
+    () => 'nothing received',
+  );
   expect(got).toEqual([{ secret: 42 }]);
 }
 
 function failure(options: MqttBrokerOptions): Promise<unknown> {
-  return new MqttBroker({ connectTimeoutMs: 5_000, tracing: false, metrics: false, ...options }).connect().then(() => 'connected', (e: unknown) => e);
+  return new MqttBroker({ connectTimeoutMs: 5_000, tracing: false, metrics: false, ...options }).connect().then(
+    () => 'connected',
+    (e: unknown) => e,
+  );
 }
 
 describe('TLS', () => {
@@ -200,7 +250,11 @@ describe('credentials in the URL', () => {
     const unconfirmed = outcome(broker.publish(t, 2));
     await sleep(100);
     proxy.cut();
-    await waitFor(() => broker.state === 'reconnecting', 5_000, () => broker.state);
+    await waitFor(
+      () => broker.state === 'reconnecting',
+      5_000,
+      () => broker.state,
+    );
     const lost = await outcome(broker.publish(t, 3));
     expect(lost).toBeInstanceOf(ConnectionError);
     noSecret(lost);

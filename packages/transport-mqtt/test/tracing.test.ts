@@ -17,7 +17,11 @@ describe('tracing across Mosquitto', () => {
     let traceparent: string | undefined;
     await consumer.subscribe(`${base}/+/cpu`, (m) => void (traceparent = m.headers.traceparent), { group: 'savers' });
     await producer.publish(t, { cpu: 42 });
-    await waitFor(() => exporter.getFinishedSpans().some((s) => s.kind === SpanKind.CONSUMER), 5_000, () => 'no process span');
+    await waitFor(
+      () => exporter.getFinishedSpans().some((s) => s.kind === SpanKind.CONSUMER),
+      5_000,
+      () => 'no process span',
+    );
 
     const send = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.PRODUCER);
     const process = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.CONSUMER);

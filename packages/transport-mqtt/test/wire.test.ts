@@ -41,7 +41,11 @@ describe('PUBLISH packets on the wire', () => {
         const headers = version === 5 ? { 'x-ümlaut': 'wert ✓', 'x-case': String(i) } : undefined;
         await broker.publish(t, bytes, { codec: 'bytes', qos: c.qos, ...(headers ? { headers } : {}), ...(version === 5 ? { key: `k-${i}` } : {}) });
       }
-      await waitFor(() => seen.filter((s) => s.topic === t).length === cases.length, 10_000, () => `${seen.filter((s) => s.topic === t).length} of ${cases.length} arrived`);
+      await waitFor(
+        () => seen.filter((s) => s.topic === t).length === cases.length,
+        10_000,
+        () => `${seen.filter((s) => s.topic === t).length} of ${cases.length} arrived`,
+      );
       const got = seen.filter((s) => s.topic === t);
       for (const [i, c] of cases.entries()) {
         // QoS 2 arrives after its PUBREL: find each message by its (distinct) size.

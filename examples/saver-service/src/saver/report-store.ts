@@ -22,10 +22,11 @@ export class ReportStore {
   }
 
   async saveUser(report: UserReport): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      'INSERT INTO user_reports (message_id, user_id, status) VALUES ($1, $2, $3) ON CONFLICT (message_id) DO NOTHING',
-      [report.reportId, report.userId, report.status],
-    );
+    const { rowCount } = await this.db.query('INSERT INTO user_reports (message_id, user_id, status) VALUES ($1, $2, $3) ON CONFLICT (message_id) DO NOTHING', [
+      report.reportId,
+      report.userId,
+      report.status,
+    ]);
     return rowCount === 1;
   }
 }

@@ -25,7 +25,11 @@ const declarations = new WeakMap<object, SubscribeDeclaration[]>();
 export function Subscribe<O extends SubscribeOptions & { schema: StandardSchemaV1 }>(
   topic: string,
   options: O,
-): <M extends HandlerMethod<StandardSchemaV1.InferOutput<O['schema']>>>(target: object, method: string | symbol, descriptor: TypedPropertyDescriptor<M>) => void;
+): <M extends HandlerMethod<StandardSchemaV1.InferOutput<O['schema']>>>(
+  target: object,
+  method: string | symbol,
+  descriptor: TypedPropertyDescriptor<M>,
+) => void;
 export function Subscribe<O extends SubscribeOptions>(
   topic: string,
   options?: O,

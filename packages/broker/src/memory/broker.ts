@@ -140,7 +140,12 @@ export class MemoryBroker implements Broker, ObservableConnection {
     assertFilter(filter);
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
-    const consumer = this.#pipeline.consumer(filter, handler as Handler<never>, options, MessagePipeline.deadLetterVia((t, b, o) => this.#publish(t, b, o)));
+    const consumer = this.#pipeline.consumer(
+      filter,
+      handler as Handler<never>,
+      options,
+      MessagePipeline.deadLetterVia((t, b, o) => this.#publish(t, b, o)),
+    );
     const key = options.group === undefined ? undefined : `${options.group}\u0000${filter}`;
     let route = key === undefined ? undefined : this.#groups.get(key);
     if (!route) {
@@ -177,7 +182,12 @@ export class MemoryBroker implements Broker, ObservableConnection {
       throw new PublishError(message.topic, `payload of ${message.payload.byteLength} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
     }
     // Headers copied: what the publisher's middleware holds is not what a handler gets.
-    const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = { topic: message.topic, body: message.payload, headers: { ...message.headers }, timestamp: Date.now() };
+    const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = {
+      topic: message.topic,
+      body: message.payload,
+      headers: { ...message.headers },
+      timestamp: Date.now(),
+    };
     if (message.key !== undefined) raw.key = message.key;
     const id = message.headers['message-id'];
     if (id !== undefined) raw.id = id;

@@ -35,7 +35,11 @@ export class DeadLetterError extends BrokerError {
   /** The topic the failed message came from. */
   readonly originalTopic: string;
   constructor(deadLetterTopic: string, message: Message, cause: unknown) {
-    const where = [message.partition === undefined ? '' : `partition ${message.partition}`, message.offset === undefined ? '' : `offset ${message.offset}`, message.key === undefined ? '' : `key ${headerText(message.key, 200)}`]
+    const where = [
+      message.partition === undefined ? '' : `partition ${message.partition}`,
+      message.offset === undefined ? '' : `offset ${message.offset}`,
+      message.key === undefined ? '' : `key ${headerText(message.key, 200)}`,
+    ]
       .filter(Boolean)
       .join(', ');
     super(

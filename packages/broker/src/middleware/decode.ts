@@ -24,7 +24,10 @@ export function decode(codecs: CodecRegistry, fallback: string): Middleware {
       if (error instanceof BrokerError) throw error;
       // The codec's message may quote the payload: it is escaped and bounded, never raw foreign bytes.
       const as = contentType === undefined ? fallback : `"${headerText(contentType, 100)}"`;
-      throw new DecodeError(`cannot decode ${context.payload.byteLength}-byte payload on ${headerText(message.topic, 200)} as ${as}: ${errorText(error, 300)}`, { cause: error });
+      throw new DecodeError(
+        `cannot decode ${context.payload.byteLength}-byte payload on ${headerText(message.topic, 200)} as ${as}: ${errorText(error, 300)}`,
+        { cause: error },
+      );
     }
     return next({ ...message, body }, context);
   };

@@ -84,9 +84,17 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
       const got: Message<Body>[] = [];
       await broker.subscribe<Body>(t, (m) => void got.push(m), extra);
       for (let n = 0; n < 100; n++) {
-        await broker.publish<Body>(t, { n, text: `é ${n} ✓`, nested: { list: [n, n + 1], flag: n % 2 === 0 } }, { headers: { 'x-n': String(n), 'x-tenant': 'acme' } });
+        await broker.publish<Body>(
+          t,
+          { n, text: `é ${n} ✓`, nested: { list: [n, n + 1], flag: n % 2 === 0 } },
+          { headers: { 'x-n': String(n), 'x-tenant': 'acme' } },
+        );
       }
-      await waitFor(() => new Set(got.map((m) => m.body.n)).size === 100, waitMs, within('received')(() => got.length));
+      await waitFor(
+        () => new Set(got.map((m) => m.body.n)).size === 100,
+        waitMs,
+        within('received')(() => got.length),
+      );
       for (const m of got) {
         assert.equal(m.topic, t);
         assert.deepEqual(m.body, { n: m.body.n, text: `é ${m.body.n} ✓`, nested: { list: [m.body.n, m.body.n + 1], flag: m.body.n % 2 === 0 } });
@@ -108,33 +116,51 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
       await broker.subscribe<Body>(a, (m) => void gotA.push(m.body.n), extra);
       await broker.subscribe<Body>(b, (m) => void gotB.push(m.body.n), extra);
       for (let n = 0; n < 20; n++) await broker.publish<Body>(n % 2 ? b : a, { n });
-      await waitFor(() => gotA.length >= 10 && gotB.length >= 10, waitMs, () => `a=${gotA.length} b=${gotB.length}`);
+      await waitFor(
+        () => gotA.length >= 10 && gotB.length >= 10,
+        waitMs,
+        () => `a=${gotA.length} b=${gotB.length}`,
+      );
       await sleep(200);
-      assert.ok(gotA.every((n) => n % 2 === 0), `topic a got odd numbers: ${gotA.join(',')}`);
-      assert.ok(gotB.every((n) => n % 2 === 1), `topic b got even numbers: ${gotB.join(',')}`);
+      assert.ok(
+        gotA.every((n) => n % 2 === 0),
+        `topic a got odd numbers: ${gotA.join(',')}`,
+      );
+      assert.ok(
+        gotB.every((n) => n % 2 === 1),
+        `topic b got even numbers: ${gotB.join(',')}`,
+      );
     } finally {
       await broker.disconnect();
     }
   });
 
-  add('matches wildcard filters + and # and shows the concrete topic', async () => {
-    const broker = await open();
-    try {
-      const base = await topic('wild');
-      const plus: string[] = [];
-      const hash: string[] = [];
-      await broker.subscribe(`${base}/+/temp`, (m) => void plus.push(m.topic), extra);
-      await broker.subscribe(`${base}/#`, (m) => void hash.push(m.topic), extra);
-      const topics = [`${base}/a/temp`, `${base}/b/temp`, `${base}/a/humidity`, `${base}/a/temp/raw`];
-      for (const t of topics) await broker.publish(t, { t });
-      await waitFor(() => plus.length >= 2 && hash.length >= 4, waitMs, () => `plus=${plus} hash=${hash}`);
-      await sleep(200);
-      assert.deepEqual([...plus].sort(), [`${base}/a/temp`, `${base}/b/temp`]);
-      assert.deepEqual([...hash].sort(), [...topics].sort());
-    } finally {
-      await broker.disconnect();
-    }
-  }, f.wildcards);
+  add(
+    'matches wildcard filters + and # and shows the concrete topic',
+    async () => {
+      const broker = await open();
+      try {
+        const base = await topic('wild');
+        const plus: string[] = [];
+        const hash: string[] = [];
+        await broker.subscribe(`${base}/+/temp`, (m) => void plus.push(m.topic), extra);
+        await broker.subscribe(`${base}/#`, (m) => void hash.push(m.topic), extra);
+        const topics = [`${base}/a/temp`, `${base}/b/temp`, `${base}/a/humidity`, `${base}/a/temp/raw`];
+        for (const t of topics) await broker.publish(t, { t });
+        await waitFor(
+          () => plus.length >= 2 && hash.length >= 4,
+          waitMs,
+          () => `plus=${plus} hash=${hash}`,
+        );
+        await sleep(200);
+        assert.deepEqual([...plus].sort(), [`${base}/a/temp`, `${base}/b/temp`]);
+        assert.deepEqual([...hash].sort(), [...topics].sort());
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    f.wildcards,
+  );
 
   add('loses nothing with concurrent publishers and subscribers (4 x 500 messages, 3 subscribers)', async () => {
     const broker = await open();
@@ -143,32 +169,50 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
       const seen = [new Set<number>(), new Set<number>(), new Set<number>()];
       for (const s of seen) await broker.subscribe<Body>(t, (m) => void s.add(m.body.n), { ...extra, concurrency: 4 });
       const errors: unknown[] = [];
-      await Promise.all([0, 1, 2, 3].map(async (p) => {
-        for (let i = 0; i < 500; i++) await broker.publish<Body>(t, { n: p * 500 + i }).catch((e: unknown) => errors.push(e));
-      }));
+      await Promise.all(
+        [0, 1, 2, 3].map(async (p) => {
+          for (let i = 0; i < 500; i++) await broker.publish<Body>(t, { n: p * 500 + i }).catch((e: unknown) => errors.push(e));
+        }),
+      );
       assert.deepEqual(errors, []);
-      await waitFor(() => seen.every((s) => s.size === 2000), waitMs * 2, () => `sizes ${seen.map((s) => s.size)}`);
+      await waitFor(
+        () => seen.every((s) => s.size === 2000),
+        waitMs * 2,
+        () => `sizes ${seen.map((s) => s.size)}`,
+      );
     } finally {
       await broker.disconnect();
     }
   });
 
-  add('redelivers a message whose handler threw', async () => {
-    const broker = await open();
-    try {
-      const t = await topic('redeliver');
-      const attempts = new Map<number, number>();
-      await broker.subscribe<Body>(t, (m) => {
-        const count = (attempts.get(m.body.n) ?? 0) + 1;
-        attempts.set(m.body.n, count);
-        if (m.body.n === 3 && count === 1) throw new Error('transient failure');
-      }, extra);
-      for (let n = 0; n < 6; n++) await broker.publish<Body>(t, { n });
-      await waitFor(() => (attempts.get(3) ?? 0) >= 2 && attempts.size === 6, waitMs, () => JSON.stringify([...attempts]));
-    } finally {
-      await broker.disconnect();
-    }
-  }, f.redelivery);
+  add(
+    'redelivers a message whose handler threw',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('redeliver');
+        const attempts = new Map<number, number>();
+        await broker.subscribe<Body>(
+          t,
+          (m) => {
+            const count = (attempts.get(m.body.n) ?? 0) + 1;
+            attempts.set(m.body.n, count);
+            if (m.body.n === 3 && count === 1) throw new Error('transient failure');
+          },
+          extra,
+        );
+        for (let n = 0; n < 6; n++) await broker.publish<Body>(t, { n });
+        await waitFor(
+          () => (attempts.get(3) ?? 0) >= 2 && attempts.size === 6,
+          waitMs,
+          () => JSON.stringify([...attempts]),
+        );
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    f.redelivery,
+  );
 
   add('retries, then dead-letters with the reason while other messages flow', async () => {
     const broker = await open();
@@ -178,14 +222,25 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
       const tries = new Map<number, number>();
       const dead: Message<Body>[] = [];
       await broker.subscribe<Body>(dlq, (m) => void dead.push(m), extra);
-      await broker.subscribe<Body>(t, (m) => {
-        tries.set(m.body.n, (tries.get(m.body.n) ?? 0) + 1);
-        if (m.body.n % 5 === 0) throw new Error(`cannot store report ${m.body.n}`);
-        handled.push(m.body.n);
-      }, { ...extra, retry: { attempts: 3, initialDelayMs: 5 }, deadLetter: dlq });
+      await broker.subscribe<Body>(
+        t,
+        (m) => {
+          tries.set(m.body.n, (tries.get(m.body.n) ?? 0) + 1);
+          if (m.body.n % 5 === 0) throw new Error(`cannot store report ${m.body.n}`);
+          handled.push(m.body.n);
+        },
+        { ...extra, retry: { attempts: 3, initialDelayMs: 5 }, deadLetter: dlq },
+      );
       for (let n = 1; n <= 20; n++) await broker.publish<Body>(t, { n }, { headers: { 'x-origin': 'conformance' } });
-      await waitFor(() => dead.length >= 4 && new Set(handled).size === 16, waitMs, () => `dead=${dead.length} handled=${handled.length}`);
-      assert.deepEqual(dead.map((m) => m.body.n).sort((x, y) => x - y), [5, 10, 15, 20]);
+      await waitFor(
+        () => dead.length >= 4 && new Set(handled).size === 16,
+        waitMs,
+        () => `dead=${dead.length} handled=${handled.length}`,
+      );
+      assert.deepEqual(
+        dead.map((m) => m.body.n).sort((x, y) => x - y),
+        [5, 10, 15, 20],
+      );
       for (const m of dead) {
         assert.equal(m.headers[DEAD_LETTER_HEADER.originalTopic], t);
         assert.equal(m.headers[DEAD_LETTER_HEADER.attempts], '3');
@@ -198,38 +253,58 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     }
   });
 
-  add('loses nothing across unsubscribe and a new subscription of the same group', async () => {
-    const broker = await open();
-    try {
-      const t = await topic('resubscribe');
-      const got = new Set<number>();
-      const group = `g-${runId}-resub`;
-      const first = await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
-      for (let n = 0; n < 50; n++) await broker.publish<Body>(t, { n });
-      await waitFor(() => got.size === 50, waitMs, () => `first ${got.size}`);
-      await first.unsubscribe();
-      for (let n = 50; n < 100; n++) await broker.publish<Body>(t, { n });
-      await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
-      await waitFor(() => got.size === 100, waitMs, () => `after resubscribe ${got.size}`);
-    } finally {
-      await broker.disconnect();
-    }
-  }, f.persistent);
+  add(
+    'loses nothing across unsubscribe and a new subscription of the same group',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('resubscribe');
+        const got = new Set<number>();
+        const group = `g-${runId}-resub`;
+        const first = await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
+        for (let n = 0; n < 50; n++) await broker.publish<Body>(t, { n });
+        await waitFor(
+          () => got.size === 50,
+          waitMs,
+          () => `first ${got.size}`,
+        );
+        await first.unsubscribe();
+        for (let n = 50; n < 100; n++) await broker.publish<Body>(t, { n });
+        await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
+        await waitFor(
+          () => got.size === 100,
+          waitMs,
+          () => `after resubscribe ${got.size}`,
+        );
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    f.persistent,
+  );
 
-  add('keeps messages for a group that unsubscribed before anything arrived', async () => {
-    const broker = await open();
-    try {
-      const t = await topic('early-unsubscribe');
-      const group = `g-${runId}-early`;
-      const got = new Set<number>();
-      await (await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group })).unsubscribe();
-      for (let n = 0; n < 20; n++) await broker.publish<Body>(t, { n });
-      await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
-      await waitFor(() => got.size === 20, waitMs, () => `received ${got.size}`);
-    } finally {
-      await broker.disconnect();
-    }
-  }, f.persistent);
+  add(
+    'keeps messages for a group that unsubscribed before anything arrived',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('early-unsubscribe');
+        const group = `g-${runId}-early`;
+        const got = new Set<number>();
+        await (await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group })).unsubscribe();
+        for (let n = 0; n < 20; n++) await broker.publish<Body>(t, { n });
+        await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group });
+        await waitFor(
+          () => got.size === 20,
+          waitMs,
+          () => `received ${got.size}`,
+        );
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    f.persistent,
+  );
 
   add('closes cleanly while messages are being delivered', async () => {
     const broker = await open();
@@ -237,15 +312,25 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     let running = 0;
     let startedAfterClose = 0;
     let closed = false;
-    await broker.subscribe<Body>(t, async () => {
-      if (closed) startedAfterClose++;
-      running++;
-      await sleep(2);
-      running--;
-    }, { ...extra, concurrency: 4 });
+    await broker.subscribe<Body>(
+      t,
+      async () => {
+        if (closed) startedAfterClose++;
+        running++;
+        await sleep(2);
+        running--;
+      },
+      { ...extra, concurrency: 4 },
+    );
     const outcomes: unknown[] = [];
     const publishing = (async () => {
-      for (let n = 0; n < 300; n++) outcomes.push(await broker.publish<Body>(t, { n }).then(() => 'ok', (e: unknown) => e));
+      for (let n = 0; n < 300; n++)
+        outcomes.push(
+          await broker.publish<Body>(t, { n }).then(
+            () => 'ok',
+            (e: unknown) => e,
+          ),
+        );
     })();
     await sleep(30);
     await broker.disconnect();
@@ -256,54 +341,80 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     for (const o of outcomes) if (o !== 'ok') assert.ok(o instanceof BrokerError, `publish failed with an untyped error: ${String(o)}`);
   });
 
-  add('delivers every message to each group once, shared among its members', async () => {
-    const broker = await open();
-    try {
-      const t = await topic('groups');
-      const groups = [`g1-${runId}`, `g2-${runId}`];
-      const byMember = groups.map(() => [new Set<number>(), new Set<number>()]);
-      const dup = groups.map(() => 0);
-      for (const [gi, group] of groups.entries()) {
-        for (const member of byMember[gi]!) {
-          await broker.subscribe<Body>(t, (m) => {
-            if (byMember[gi]!.some((s) => s.has(m.body.n))) dup[gi]!++;
-            member.add(m.body.n);
-          }, { ...extra, group });
+  add(
+    'delivers every message to each group once, shared among its members',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('groups');
+        const groups = [`g1-${runId}`, `g2-${runId}`];
+        const byMember = groups.map(() => [new Set<number>(), new Set<number>()]);
+        const dup = groups.map(() => 0);
+        for (const [gi, group] of groups.entries()) {
+          for (const member of byMember[gi]!) {
+            await broker.subscribe<Body>(
+              t,
+              (m) => {
+                if (byMember[gi]!.some((s) => s.has(m.body.n))) dup[gi]!++;
+                member.add(m.body.n);
+              },
+              { ...extra, group },
+            );
+          }
         }
+        for (let n = 0; n < 200; n++) await broker.publish<Body>(t, { n }, { key: `k${n % 16}` });
+        const union = (gi: number): number => new Set(byMember[gi]!.flatMap((s) => [...s])).size;
+        await waitFor(
+          () => union(0) === 200 && union(1) === 200,
+          waitMs,
+          () => `g1=${union(0)} g2=${union(1)}`,
+        );
+        await sleep(300);
+        assert.deepEqual(dup, [0, 0], 'a message was handled twice within one group');
+        for (const members of byMember) for (const m of members) assert.ok(m.size > 0, 'a group member received nothing');
+      } finally {
+        await broker.disconnect();
       }
-      for (let n = 0; n < 200; n++) await broker.publish<Body>(t, { n }, { key: `k${n % 16}` });
-      const union = (gi: number): number => new Set(byMember[gi]!.flatMap((s) => [...s])).size;
-      await waitFor(() => union(0) === 200 && union(1) === 200, waitMs, () => `g1=${union(0)} g2=${union(1)}`);
-      await sleep(300);
-      assert.deepEqual(dup, [0, 0], 'a message was handled twice within one group');
-      for (const members of byMember) for (const m of members) assert.ok(m.size > 0, 'a group member received nothing');
-    } finally {
-      await broker.disconnect();
-    }
-  }, f.groups);
+    },
+    f.groups,
+  );
 
-  add('keeps per-key order', async () => {
-    const broker = await open();
-    try {
-      const t = await topic('order');
-      const last = new Map<string, number>();
-      const violations: string[] = [];
-      let count = 0;
-      await broker.subscribe<Body>(t, (m) => {
-        const key = m.body.key!;
-        if ((last.get(key) ?? -1) >= m.body.n) violations.push(`${key}: ${m.body.n} after ${last.get(key)}`);
-        last.set(key, m.body.n);
-        count++;
-      }, { ...extra, concurrency: 3 });
-      await Promise.all(['a', 'b', 'c'].map(async (key) => {
-        for (let n = 0; n < 100; n++) await broker.publish<Body>(t, { n, key }, { key });
-      }));
-      await waitFor(() => count >= 300, waitMs, () => `received ${count}`);
-      assert.deepEqual(violations, []);
-    } finally {
-      await broker.disconnect();
-    }
-  }, f.orderingPerKey);
+  add(
+    'keeps per-key order',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('order');
+        const last = new Map<string, number>();
+        const violations: string[] = [];
+        let count = 0;
+        await broker.subscribe<Body>(
+          t,
+          (m) => {
+            const key = m.body.key!;
+            if ((last.get(key) ?? -1) >= m.body.n) violations.push(`${key}: ${m.body.n} after ${last.get(key)}`);
+            last.set(key, m.body.n);
+            count++;
+          },
+          { ...extra, concurrency: 3 },
+        );
+        await Promise.all(
+          ['a', 'b', 'c'].map(async (key) => {
+            for (let n = 0; n < 100; n++) await broker.publish<Body>(t, { n, key }, { key });
+          }),
+        );
+        await waitFor(
+          () => count >= 300,
+          waitMs,
+          () => `received ${count}`,
+        );
+        assert.deepEqual(violations, []);
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    f.orderingPerKey,
+  );
 
   add('drains on disconnect: in-flight handlers finish, nothing acknowledged early is lost', async () => {
     const t = await topic('drain');
@@ -311,41 +422,69 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     const started = new Set<number>();
     const finished = new Set<number>();
     const first = await open();
-    await first.subscribe<Body>(t, async (m) => {
-      started.add(m.body.n);
-      await sleep(150);
-      finished.add(m.body.n);
-    }, { ...extra, group, concurrency: 2 });
+    await first.subscribe<Body>(
+      t,
+      async (m) => {
+        started.add(m.body.n);
+        await sleep(150);
+        finished.add(m.body.n);
+      },
+      { ...extra, group, concurrency: 2 },
+    );
     for (let n = 0; n < 10; n++) await first.publish<Body>(t, { n });
-    await waitFor(() => started.size >= 1, waitMs, () => 'no handler started');
+    await waitFor(
+      () => started.size >= 1,
+      waitMs,
+      () => 'no handler started',
+    );
     await first.disconnect();
-    assert.deepEqual([...started].filter((n) => !finished.has(n)), [], 'disconnect resolved before in-flight handlers finished');
+    assert.deepEqual(
+      [...started].filter((n) => !finished.has(n)),
+      [],
+      'disconnect resolved before in-flight handlers finished',
+    );
     if (f.persistent) {
       const second = await open();
       try {
         await second.subscribe<Body>(t, (m) => void finished.add(m.body.n), { ...extra, group });
-        await waitFor(() => finished.size === 10, waitMs, () => `handled ${[...finished]}`);
+        await waitFor(
+          () => finished.size === 10,
+          waitMs,
+          () => `handled ${[...finished]}`,
+        );
       } finally {
         await second.disconnect();
       }
     }
   });
 
-  add('reconnects after a broker restart and loses no acknowledged message', async () => {
-    const broker = await open();
-    try {
-      const t = await topic('restart');
-      const got = new Set<number>();
-      await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group: `g-${runId}-restart` });
-      for (let n = 0; n < 50; n++) await broker.publish<Body>(t, { n });
-      await waitFor(() => got.size === 50, waitMs, () => `before restart ${got.size}`);
-      await options.restartBroker!();
-      for (let n = 50; n < 100; n++) await publishEventually(() => broker.publish<Body>(t, { n }));
-      await waitFor(() => got.size === 100, waitMs * 2, () => `after restart ${got.size}`);
-    } finally {
-      await broker.disconnect();
-    }
-  }, options.restartBroker !== undefined);
+  add(
+    'reconnects after a broker restart and loses no acknowledged message',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('restart');
+        const got = new Set<number>();
+        await broker.subscribe<Body>(t, (m) => void got.add(m.body.n), { ...extra, group: `g-${runId}-restart` });
+        for (let n = 0; n < 50; n++) await broker.publish<Body>(t, { n });
+        await waitFor(
+          () => got.size === 50,
+          waitMs,
+          () => `before restart ${got.size}`,
+        );
+        await options.restartBroker!();
+        for (let n = 50; n < 100; n++) await publishEventually(() => broker.publish<Body>(t, { n }));
+        await waitFor(
+          () => got.size === 100,
+          waitMs * 2,
+          () => `after restart ${got.size}`,
+        );
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    options.restartBroker !== undefined,
+  );
 
   return cases;
 }

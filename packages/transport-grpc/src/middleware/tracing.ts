@@ -9,14 +9,7 @@ import type { GrpcMiddleware, GrpcTracingOptions } from '../options.js';
 const TRACER_NAME = '@ktransport/transport-grpc';
 
 /** Codes that are the server's fault (OpenTelemetry RPC conventions); the others leave the span status unset. */
-const SERVER_ERRORS = new Set<status>([
-  status.UNKNOWN,
-  status.DEADLINE_EXCEEDED,
-  status.UNIMPLEMENTED,
-  status.INTERNAL,
-  status.UNAVAILABLE,
-  status.DATA_LOSS,
-]);
+const SERVER_ERRORS = new Set<status>([status.UNKNOWN, status.DEADLINE_EXCEEDED, status.UNIMPLEMENTED, status.INTERNAL, status.UNAVAILABLE, status.DATA_LOSS]);
 
 /**
  * One SERVER span per call, named `package.Service/Method`, a child of the
