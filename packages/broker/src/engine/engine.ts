@@ -1,0 +1,234 @@
+import { ConfigurationError, ConnectionError } from '../errors.js';
+import type { Consumer } from '../pipeline.js';
+import type { Delivery, EngineLoad, FlowControl } from './delivery.js';
+import { OrderedQueue } from './ordered-queue.js';
+
+/** What one subscription's engine needs. */
+export interface EngineOptions {
+  /** The subscription's pipeline: middleware, retry, dead-letter, decoding, validation and the handler. */
+  readonly consumer: Consumer;
+  /** Handlers running at once. */
+  readonly concurrency: number;
+  /**
+   * Deliveries queued (received, not started) before intake pauses: in all, or
+   * per ordering key when the flow control works per key. Intake resumes at half.
+   */
+  readonly maxQueued: number;
+  /** Wait before a delivery whose pipeline failed (retries spent, not dead-lettered) runs again. */
+  readonly redeliveryDelayMs: number;
+  /** The wire's pause and resume; without it the wire bounds intake itself (MQTT Receive Maximum). */
+  readonly flow?: FlowControl;
+}
+
+/** What `stop` left behind when its time ran out or it was stopped. */
+export interface StopResult {
+  /** Handlers still running when the time limit passed (their deliveries are neither acked nor nacked by the engine). */
+  readonly running: number;
+  /** Deliveries queued or waiting for redelivery that were never started and were nacked. */
+  readonly queued: number;
+}
+
+/**
+ * Delivery for one subscription, the same for every transport: a bounded queue,
+ * `concurrency` handlers at once, one at a time per ordering key (in order), a
+ * failed delivery run again after `redeliveryDelayMs` before anything newer of
+ * its key, acknowledgement only after the pipeline succeeded, and a drain that
+ * starts nothing queued once it begins. A wire pushes deliveries in; the engine
+ * calls exactly one of `ack` and `nack` on each.
+ */
+export class DeliveryEngine implements EngineLoad {
+  readonly #o: EngineOptions;
+  readonly #queue = new OrderedQueue();
+  readonly #abort = new AbortController();
+  /** Failed deliveries waiting for their redelivery delay. */
+  readonly #later = new Map<NodeJS.Timeout, Delivery>();
+  /** Keys whose intake is paused (`undefined`: the whole subscription). */
+  readonly #paused = new Set<string | undefined>();
+  #running = 0;
+  #phase: 'open' | 'finishing' | 'stopping' = 'open';
+  /** Waits of `finish` and `stop`: each returns true once it resolved. */
+  readonly #waits = new Set<() => boolean>();
+
+  constructor(options: EngineOptions) {
+    const { concurrency, maxQueued, redeliveryDelayMs } = options;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
+    if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new ConfigurationError(`maxQueued must be a whole number >= 1, got ${maxQueued}`);
+    if (!(redeliveryDelayMs >= 0)) throw new ConfigurationError(`redeliveryDelayMs must be >= 0, got ${redeliveryDelayMs}`);
+    this.#o = options;
+  }
+
+  /** Handlers running now. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Deliveries received and not started (failed ones waiting to run again included). */
+  get queued(): number {
+    return this.#queue.size + this.#later.size;
+  }
+
+  /** Aborted when a stop ran out of time: handlers should give up. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Takes a delivery; once `finish` or `stop` began it is nacked at once. */
+  push(delivery: Delivery): void {
+    if (this.#phase !== 'open') {
+      delivery.nack();
+      return;
+    }
+    this.#queue.push(delivery);
+    this.#pauseIfFull(delivery.orderingKey);
+    this.#pump();
+  }
+
+  /**
+   * Nacks the queued deliveries whose key matches (a Kafka partition taken away
+   * by a rebalance); deliveries of those keys that are running finish, and the
+   * wire decides what their outcome still means.
+   */
+  revoke(test: (key: string | undefined) => boolean): number {
+    let count = 0;
+    for (const [timer, delivery] of this.#later) {
+      if (!test(delivery.orderingKey)) continue;
+      clearTimeout(timer);
+      this.#later.delete(timer);
+      this.#queue.done(delivery);
+      delivery.nack();
+      count++;
+    }
+    for (const delivery of this.#queue.remove(test)) {
+      delivery.nack();
+      count++;
+    }
+    this.#resumeIfDrained();
+    return count;
+  }
+
+  /**
+   * Unsubscribe: takes nothing new (pushes are nacked), but what was already
+   * received still runs, as it was accepted for this subscription. Resolves
+   * when everything settled or `timeoutMs` passed; then stops as `stop` does.
+   */
+  async finish(timeoutMs: number): Promise<StopResult> {
+    if (this.#phase === 'open') this.#phase = 'finishing';
+    const deadline = Date.now() + timeoutMs;
+    await this.#whenIdle(timeoutMs, () => this.#running === 0 && this.queued === 0);
+    return this.stop(Math.max(0, deadline - Date.now()));
+  }
+
+  /**
+   * Drain: from now on nothing queued starts; queued deliveries and those
+   * waiting for redelivery are nacked at once (left for the broker to deliver
+   * again), running handlers may finish within `timeoutMs` and are then aborted.
+   */
+  async stop(timeoutMs: number): Promise<StopResult> {
+    this.#phase = 'stopping';
+    let queued = 0;
+    for (const [timer, delivery] of this.#later) {
+      clearTimeout(timer);
+      this.#queue.done(delivery);
+      delivery.nack();
+      queued++;
+    }
+    this.#later.clear();
+    for (const delivery of this.#queue.remove()) {
+      delivery.nack();
+      queued++;
+    }
+    await this.#whenIdle(timeoutMs, () => this.#running === 0);
+    const running = this.#running;
+    if (running > 0) this.#abort.abort(new ConnectionError(`the subscription stopped after ${timeoutMs} ms of draining`));
+    return { running, queued };
+  }
+
+  #pump(): void {
+    while (this.#running < this.#o.concurrency && this.#phase !== 'stopping') {
+      const delivery = this.#queue.next();
+      if (delivery === undefined) break;
+      this.#start(delivery);
+    }
+    this.#resumeIfDrained();
+  }
+
+  #start(delivery: Delivery): void {
+    this.#running++;
+    let work: Promise<void>;
+    try {
+      work = this.#o.consumer(delivery.message, this.#abort.signal);
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    work.then(
+      () => this.#settled(delivery, true),
+      () => this.#settled(delivery, false),
+    );
+  }
+
+  #settled(delivery: Delivery, handled: boolean): void {
+    this.#running--;
+    if (handled) {
+      this.#queue.done(delivery);
+      delivery.ack();
+    } else if (this.#phase === 'stopping') {
+      this.#queue.done(delivery);
+      delivery.nack();
+    } else {
+      // Its key stays busy while it waits: nothing newer of that key overtakes it.
+      const timer = setTimeout(() => {
+        this.#later.delete(timer);
+        this.#queue.retry(delivery);
+        this.#pump();
+      }, this.#o.redeliveryDelayMs);
+      this.#later.set(timer, delivery);
+    }
+    this.#pump();
+    this.#wake();
+  }
+
+  #pauseIfFull(key: string | undefined): void {
+    const flow = this.#o.flow;
+    if (!flow) return;
+    const which = flow.perKey ? key : undefined;
+    if (this.#paused.has(which)) return;
+    const size = flow.perKey && key !== undefined ? this.#queue.sizeOf(key) : this.#queue.size;
+    if (size < this.#o.maxQueued) return;
+    this.#paused.add(which);
+    flow.pause(which);
+  }
+
+  #resumeIfDrained(): void {
+    const flow = this.#o.flow;
+    if (!flow || this.#paused.size === 0 || this.#phase === 'stopping') return;
+    const low = Math.floor(this.#o.maxQueued / 2);
+    for (const key of this.#paused) {
+      const size = flow.perKey && key !== undefined ? this.#queue.sizeOf(key) : this.#queue.size;
+      if (size > low) continue;
+      this.#paused.delete(key);
+      flow.resume(key);
+    }
+  }
+
+  #whenIdle(timeoutMs: number, idle: () => boolean): Promise<void> {
+    if (idle()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): boolean => {
+        if (!idle()) return false;
+        clearTimeout(timer);
+        this.#waits.delete(check);
+        resolve();
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.#waits.delete(check);
+        resolve();
+      }, timeoutMs);
+      this.#waits.add(check);
+    });
+  }
+
+  #wake(): void {
+    for (const check of this.#waits) check();
+  }
+}
