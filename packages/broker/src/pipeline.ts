@@ -137,7 +137,7 @@ export class MessagePipeline {
     const codec = this.codecs.get(options.codec ?? this.defaultCodec);
     let payload: Uint8Array;
     try {
-      payload = codec.encode(body as never);
+      payload = codec.encode(body);
     } catch (error) {
       throw new PublishError(topic, `cannot encode body for ${topic} with codec "${codec.name}": ${error instanceof Error ? error.message : String(error)}`, {
         cause: error,

@@ -58,8 +58,11 @@ export class BrokerServer implements Server {
     this.broker = options.broker;
     this.name = options.name ?? `broker:${options.broker.system}`;
     this.#group = options.group;
-    if (options.services?.length && !options.container) throw new ConfigurationError('services need a container to be resolved from');
-    for (const id of options.services ?? []) this.register(options.container!.get<object>(id));
+    const { services = [], container } = options;
+    if (services.length > 0) {
+      if (!container) throw new ConfigurationError('services need a container to be resolved from');
+      for (const id of services) this.register(container.get<object>(id));
+    }
   }
 
   /** Registers every `@Subscribe` method of a service instance, bound to it. */

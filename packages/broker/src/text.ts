@@ -49,8 +49,9 @@ function escape(char: string): string {
 function cut(text: string, maxBytes: number): string {
   let bytes = 0;
   let i = 0;
-  while (i < text.length) {
-    const code = text.codePointAt(i)!;
+  for (;;) {
+    const code = text.codePointAt(i);
+    if (code === undefined) break;
     const size = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
     if (bytes + size > maxBytes) break;
     bytes += size;

@@ -5,9 +5,10 @@ import { waitFor } from '@ktransport/broker/testing';
 function server(name: string, log: string[], behaviour: { failStart?: boolean; stopMs?: number } = {}): Server {
   return {
     name,
-    async start() {
-      if (behaviour.failStart) throw new Error(`${name} cannot bind`);
+    start() {
+      if (behaviour.failStart) return Promise.reject(new Error(`${name} cannot bind`));
       log.push(`start ${name}`);
+      return Promise.resolve();
     },
     async stop() {
       log.push(`stop ${name}`);
@@ -110,8 +111,9 @@ describe('App', () => {
         await gate;
         log.push('start slow');
       },
-      async stop() {
+      stop() {
         log.push('stop slow');
+        return Promise.resolve();
       },
     };
     const app = new App({ servers: [server('a', log), slow], signals: [] });

@@ -3,14 +3,13 @@ import {
   ConfigurationError,
   ConnectionError,
   DrainTimeoutError,
-  type Headers,
   MemoryBroker,
   type Middleware,
   PublishError,
   type PublishMiddleware,
 } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
-import { deferred, memoryBroker } from './helpers.js';
+import { defined, deferred, memoryBroker } from './helpers.js';
 
 describe('MemoryBroker', () => {
   it('refuses to publish or subscribe before connect and after disconnect', async () => {
@@ -84,7 +83,7 @@ describe('MemoryBroker', () => {
       2000,
       () => String(at.length),
     );
-    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(75);
+    expect(defined(at[1], 'a second delivery') - defined(at[0], 'a first delivery')).toBeGreaterThanOrEqual(75);
     await broker.disconnect();
   });
 
@@ -136,7 +135,7 @@ describe('MemoryBroker', () => {
   it('runs the middleware and publishMiddleware options around every message', async () => {
     const seen: string[] = [];
     const stamp: PublishMiddleware = (next) => (m) => {
-      (m.headers as Headers)['x-tenant'] = 'acme';
+      m.headers['x-tenant'] = 'acme';
       return next(m);
     };
     const audit: Middleware = (next) => async (m, c) => {
@@ -172,19 +171,18 @@ describe('MemoryBroker', () => {
 
   it('load-balances a group round-robin and gives every plain subscriber a copy', async () => {
     const broker = await memoryBroker();
-    const counts = [0, 0, 0];
+    const members = [{ count: 0 }, { count: 0 }, { count: 0 }];
     let plain = 0;
-    await broker.subscribe('t', () => void counts[0]!++, { group: 'g' });
-    await broker.subscribe('t', () => void counts[1]!++, { group: 'g' });
-    await broker.subscribe('t', () => void counts[2]!++, { group: 'g' });
+    for (const member of members) await broker.subscribe('t', () => void member.count++, { group: 'g' });
     await broker.subscribe('t', () => void plain++);
     for (let i = 0; i < 30; i++) await broker.publish('t', i);
+    const counts = (): number[] => members.map((m) => m.count);
     await waitFor(
-      () => plain === 30 && counts.reduce((a, b) => a + b) === 30,
+      () => plain === 30 && counts().reduce((a, b) => a + b) === 30,
       2000,
-      () => `${counts} ${plain}`,
+      () => `${counts().join(',')} ${plain}`,
     );
-    expect(counts).toEqual([10, 10, 10]);
+    expect(counts()).toEqual([10, 10, 10]);
     await broker.disconnect();
   });
 });

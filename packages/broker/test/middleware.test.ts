@@ -26,7 +26,7 @@ import {
   deadLetter,
 } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
-import { memoryBroker } from './helpers.js';
+import { defined, memoryBroker } from './helpers.js';
 
 /** Runs a handler and returns what it threw, or undefined. */
 const failure = async (run: () => void | Promise<void>): Promise<unknown> => {
@@ -74,7 +74,7 @@ describe('retry', () => {
     expect(error).toBeInstanceOf(HandlerFailedError);
     expect((error as HandlerFailedError).attempts).toBe(4);
     expect(((error as HandlerFailedError).cause as Error).message).toBe('database down');
-    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    const gaps = at.slice(1).map((t, i) => t - defined(at[i], `attempt ${i + 1}`));
     expect(gaps[0]).toBeGreaterThanOrEqual(19);
     expect(gaps[1]).toBeGreaterThanOrEqual(39);
     expect(gaps[2]).toBeGreaterThanOrEqual(79);
@@ -114,10 +114,10 @@ describe('retry', () => {
 describe('deadLetter', () => {
   it('publishes the original bytes and headers with the reason, then acknowledges', async () => {
     const sent: { topic: string; payload: Uint8Array; headers: Headers }[] = [];
-    const run = deadLetter(
-      'devices.dlq',
-      async (topic, payload, headers) => void sent.push({ topic, payload, headers }),
-    )(
+    const run = deadLetter('devices.dlq', (topic, payload, headers) => {
+      sent.push({ topic, payload, headers });
+      return Promise.resolve();
+    })(
       retry({ attempts: 2, initialDelayMs: 1 })(() => {
         throw new Error('constraint violated');
       }),
@@ -139,10 +139,10 @@ describe('deadLetter', () => {
 
   it('keeps the record key, and bounds and escapes the reason whatever the error quoted', async () => {
     const sent: { headers: Headers; key: string | undefined }[] = [];
-    const run = deadLetter(
-      'dlq',
-      async (_topic, _payload, headers, key) => void sent.push({ headers, key }),
-    )(() => {
+    const run = deadLetter('dlq', (_topic, _payload, headers, key) => {
+      sent.push({ headers, key });
+      return Promise.resolve();
+    })(() => {
       throw new Error(`bad byte \u0001 then ${'x'.repeat(100_000)}`);
     });
     await run({ ...message(), key: 'same-customer' }, context());
@@ -158,9 +158,9 @@ describe('deadLetter', () => {
     const reports: unknown[] = [];
     const run = deadLetter(
       'dlq',
-      async (_topic, _payload, headers) => {
+      (_topic, _payload, headers) => {
         tries.push(headers);
-        if (tries.length === 1) throw new PublishError('dlq', 'record too large', { retriable: false });
+        return tries.length === 1 ? Promise.reject(new PublishError('dlq', 'record too large', { retriable: false })) : Promise.resolve();
       },
       (error) => reports.push(error),
     )(() => {
@@ -179,9 +179,9 @@ describe('deadLetter', () => {
     let tries = 0;
     const run = deadLetter(
       'dlq',
-      async () => {
+      () => {
         tries++;
-        throw new PublishError('dlq', 'record too large', { retriable: false });
+        return Promise.reject(new PublishError('dlq', 'record too large', { retriable: false }));
       },
       (error) => reports.push(error),
     )(() => {

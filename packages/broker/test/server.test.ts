@@ -25,20 +25,20 @@ describe('BrokerServer', () => {
 
   it('puts subscriptions that name no group into the server group', async () => {
     const broker = memory();
-    const counts = [0, 0, 0];
+    const counts = { savers: 0, audit: 0, sibling: 0 };
     const server = new BrokerServer({ broker, group: 'savers' })
-      .subscribe('t', () => void counts[0]!++)
-      .subscribe('t', () => void counts[1]!++, { group: 'audit' });
-    const sibling = new BrokerServer({ broker, group: 'savers' }).subscribe('t', () => void counts[2]!++);
+      .subscribe('t', () => void counts.savers++)
+      .subscribe('t', () => void counts.audit++, { group: 'audit' });
+    const sibling = new BrokerServer({ broker, group: 'savers' }).subscribe('t', () => void counts.sibling++);
     await server.start();
     await sibling.start();
     for (let i = 0; i < 10; i++) await broker.publish('t', i);
     await waitFor(
-      () => counts[0]! + counts[2]! === 10 && counts[1] === 10,
+      () => counts.savers + counts.sibling === 10 && counts.audit === 10,
       2000,
-      () => String(counts),
+      () => JSON.stringify(counts),
     );
-    expect(counts).toEqual([5, 10, 5]);
+    expect(counts).toEqual({ savers: 5, audit: 10, sibling: 5 });
     await server.stop();
   });
 

@@ -4,7 +4,7 @@ import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpa
 import { describe, expect, it } from 'vitest';
 import { type Message, W3CTraceContext } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
-import { memoryBroker } from './helpers.js';
+import { defined, memoryBroker } from './helpers.js';
 
 function tracer(): { provider: BasicTracerProvider; exporter: InMemorySpanExporter } {
   const exporter = new InMemorySpanExporter();
@@ -185,7 +185,7 @@ describe('tracing', () => {
     const getter = { get: (c: Record<string, string>, k: string) => c[k], keys: (c: Record<string, string>) => Object.keys(c) };
     const ctx = w3c.extract(ROOT_CONTEXT, carrier, getter);
     const out: Record<string, string> = {};
-    w3c.inject(ctx, out, { set: (c, k, v) => void (c[k] = v) });
+    w3c.inject(ctx, out, { set: (c: Record<string, string>, k: string, v: string) => void (c[k] = v) });
     expect(out.traceparent).toBe(carrier.traceparent);
     expect(w3c.extract(ROOT_CONTEXT, { traceparent: 'garbage' }, getter)).toBe(ROOT_CONTEXT);
     expect(propagation).toBeDefined();
@@ -214,13 +214,14 @@ describe('metrics', () => {
       'messaging.client.sent.messages',
       'messaging.process.duration',
     ]);
-    const sent = metrics.get('messaging.client.sent.messages')!.dataPoints[0]!;
+    const metric = (name: string) => defined(metrics.get(name), name);
+    const sent = defined(metric('messaging.client.sent.messages').dataPoints[0], 'a sent.messages data point');
     expect(sent.value).toBe(3);
     expect(sent.attributes).toMatchObject({ 'messaging.system': 'memory', 'messaging.destination.name': 't' });
-    const consumed = metrics.get('messaging.client.consumed.messages')!.dataPoints[0]!;
+    const consumed = defined(metric('messaging.client.consumed.messages').dataPoints[0], 'a consumed.messages data point');
     expect(consumed.value).toBe(3);
     expect(consumed.attributes['messaging.consumer.group.name']).toBe('g');
-    expect(metrics.get('messaging.process.duration')!.descriptor.unit).toBe('s');
+    expect(metric('messaging.process.duration').descriptor.unit).toBe('s');
   });
 
   it('records nothing with metrics: false', async () => {

@@ -28,7 +28,7 @@ class ReportService {
   constructor(@inject(Store) private readonly store: Store) {}
 
   @Subscribe('reports/temperature', { schema: Report, deadLetter: 'reports/dead', group: 'savers' })
-  async onReport(message: Message<Report>): Promise<void> {
+  onReport(message: Message<Report>): void {
     const report: Report = message.body;
     this.store.reports.push(report);
     this.store.keys.push(message.key);

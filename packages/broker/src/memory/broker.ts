@@ -89,7 +89,16 @@ export class MemoryBroker implements Broker, ObservableConnection {
   }
 
   /** Opens the broker (nothing to reach: it lives in this process). */
-  async connect(): Promise<void> {
+  connect(): Promise<void> {
+    try {
+      this.#connect();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return Promise.resolve();
+  }
+
+  #connect(): void {
     if (this.#state === 'closing') throw new ConnectionError('memory broker is disconnecting');
     if (this.#state === 'connected') return;
     this.#abort = new AbortController();
@@ -135,14 +144,22 @@ export class MemoryBroker implements Broker, ObservableConnection {
   }
 
   /** Delivers messages matching the MQTT-style `filter` to `handler`. */
-  async subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
+  subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
+    try {
+      return Promise.resolve(this.#subscribe(filter, handler, options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions): Subscription {
     if (this.#state !== 'connected') throw new ConnectionError(`cannot subscribe to ${filter}: memory broker is not connected`);
     assertFilter(filter);
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     const consumer = this.#pipeline.consumer(
       filter,
-      handler as Handler<never>,
+      handler,
       options,
       MessagePipeline.deadLetterVia((t, b, o) => this.#publish(t, b, o)),
     );
@@ -177,9 +194,11 @@ export class MemoryBroker implements Broker, ObservableConnection {
     await member.inFlight.idle(this.#pipeline.drainTimeoutMs);
   }
 
-  async #route(message: OutgoingMessage<PublishOptions>): Promise<void> {
+  #route(message: OutgoingMessage<PublishOptions>): Promise<void> {
     if (message.payload.byteLength > this.#maxPayloadBytes) {
-      throw new PublishError(message.topic, `payload of ${message.payload.byteLength} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
+      return Promise.reject(
+        new PublishError(message.topic, `payload of ${message.payload.byteLength} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`),
+      );
     }
     // Headers copied: what the publisher's middleware holds is not what a handler gets.
     const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = {
@@ -200,8 +219,10 @@ export class MemoryBroker implements Broker, ObservableConnection {
       }
     }
     // Each member gets a message of its own; a single one can have the original.
-    if (targets.length === 1) this.#accept(targets[0]!, raw);
+    const only = targets.length === 1 ? targets[0] : undefined;
+    if (only !== undefined) this.#accept(only, raw);
     else for (const member of targets) this.#accept(member, { ...raw, headers: { ...raw.headers } });
+    return Promise.resolve();
   }
 
   /** Tracks a new delivery from acceptance until it is handled, so that drain waits for queued messages too. */
@@ -222,8 +243,9 @@ export class MemoryBroker implements Broker, ObservableConnection {
   }
 
   #pump(member: Member): void {
-    while (member.running < member.concurrency && member.queue.length > 0) {
-      const delivery = member.queue.shift()!;
+    while (member.running < member.concurrency) {
+      const delivery = member.queue.shift();
+      if (delivery === undefined) break;
       member.running++;
       void member.consumer(delivery.message, this.#abort.signal).then(
         () => {

@@ -17,7 +17,7 @@ export class Fifo<T> {
 
   shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head]!;
+    const item = this.#items[this.#head];
     this.#items[this.#head++] = undefined as T;
     if (this.#head === this.#items.length) {
       this.#items.length = 0;

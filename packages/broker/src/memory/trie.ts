@@ -30,9 +30,10 @@ function empty<V>(n: Node<V>): boolean {
 /**
  * Subscriptions indexed by filter level (MQTT syntax), so that matching a topic
  * walks at most the levels of that topic and the wildcard branches along the
- * way, whatever the number of subscriptions.
+ * way, whatever the number of subscriptions. A value is anything but `null` or
+ * `undefined`.
  */
-export class TopicTrie<V> {
+export class TopicTrie<V extends NonNullable<unknown>> {
   readonly #root = node<V>();
 
   /** Adds a value under a filter (a value may be under several filters, and a filter hold several values). */
@@ -57,9 +58,9 @@ export class TopicTrie<V> {
     }
     const index = current.values.indexOf(value);
     if (index >= 0) current.values.splice(index, 1);
-    for (let i = path.length - 1; i >= 0; i--) {
-      const [parent, level] = path[i]!;
-      if (!empty(child(parent, level)!)) break;
+    for (const [parent, level] of path.reverse()) {
+      const below = child(parent, level);
+      if (below !== undefined && !empty(below)) break;
       setChild(parent, level, undefined);
     }
   }
@@ -71,19 +72,23 @@ export class TopicTrie<V> {
     return out;
   }
 
-  static #walk<V>(current: Node<V>, levels: string[], i: number, system: boolean, out: V[]): void {
+  static #walk<V extends NonNullable<unknown>>(current: Node<V>, levels: string[], i: number, system: boolean, out: V[]): void {
     const wildcardsAllowed = !(system && i === 0);
     if (wildcardsAllowed && current.rest) push(out, current.rest.values);
-    if (i === levels.length) {
+    const level = levels[i];
+    if (level === undefined) {
       push(out, current.values);
       return;
     }
-    const exact = current.children?.get(levels[i]!);
+    const exact = current.children?.get(level);
     if (exact) TopicTrie.#walk(exact, levels, i + 1, system, out);
     if (wildcardsAllowed && current.one) TopicTrie.#walk(current.one, levels, i + 1, system, out);
   }
 }
 
-function push<V>(out: V[], values: readonly V[]): void {
-  for (let i = 0; i < values.length; i++) out.push(values[i]!);
+function push<V extends NonNullable<unknown>>(out: V[], values: readonly V[]): void {
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (value !== undefined) out.push(value);
+  }
 }
