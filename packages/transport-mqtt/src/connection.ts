@@ -93,7 +93,7 @@ export class Connection {
         cleanup();
         resolve();
       }
-      function fail(error: unknown): void {
+      function fail(error: Error): void {
         if (error === DEFERRED) return;
         cleanup();
         reject(error);

@@ -17,6 +17,7 @@ export function toProperties(headers: Headers): PublishProperties {
   const properties: PublishProperties = {};
   let user: Record<string, string> | undefined;
   for (const name in headers) {
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- a key of its own for...in; what a JavaScript caller put there instead of a string is refused by remainingLength() before anything is sent
     const value = headers[name]!;
     if (name === HEADER.contentType) properties.contentType = value;
     else (user ??= {})[name] = value;
@@ -35,7 +36,8 @@ export function fromPacket(packet: IPublishPacket): Headers {
   if (!properties) return headers;
   const user = properties.userProperties;
   for (const name in user) {
-    const value = user[name]!;
+    const value = user[name];
+    if (value === undefined) continue;
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   if (properties.contentType !== undefined) headers[HEADER.contentType] = properties.contentType;

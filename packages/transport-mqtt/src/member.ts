@@ -63,8 +63,9 @@ export class Member {
 
   /** Starts queued deliveries while slots are free; keys already running wait their turn. */
   pump(): void {
-    for (let i = 0; i < this.#queue.length && this.#running < this.concurrency && this.host.open;) {
-      const delivery = this.#queue[i]!;
+    for (let i = 0; this.#running < this.concurrency && this.host.open;) {
+      const delivery = this.#queue[i];
+      if (delivery === undefined) break;
       if (delivery.key !== undefined && this.#busyKeys.has(delivery.key)) {
         i++;
         continue;

@@ -35,7 +35,9 @@ export class Route {
     const active = this.members.filter(isActive);
     if (this.group === undefined || active.length <= 1) return active;
     const index = key === undefined ? this.#next++ : hash(key);
-    return [active[index % active.length]!];
+    const member = active[index % active.length];
+    if (member === undefined) throw new Error(`ktransport: no member at ${index % active.length} of ${active.length}`);
+    return [member];
   }
 
   /** The highest QoS any member asked for: what the MQTT subscription must use. */

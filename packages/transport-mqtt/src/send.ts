@@ -80,7 +80,7 @@ export class Sender {
     if (limit !== undefined && packetSize(remaining) > limit) {
       throw new PayloadTooLargeError(topic, "packet (the broker's Maximum Packet Size)", packetSize(remaining), limit);
     }
-    return clientPublishOptions(client, qos as 0 | 1 | 2, options.retain ?? false, properties);
+    return clientPublishOptions(client, qos, options.retain ?? false, properties);
   }
 
   /**

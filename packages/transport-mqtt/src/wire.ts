@@ -32,8 +32,15 @@ import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
  * the only one that knows that detail.
  */
 interface PacketWriter {
-  _writePacket(packet: { cmd: string }, cb?: (error?: Error) => void): void;
-  _sendPacket(packet: { cmd: string; dup?: unknown; properties?: unknown }, cb?: unknown, cbStorePut?: unknown, noStore?: unknown): void;
+  // Properties, not methods: both are read, replaced and called with the client as `this`.
+  _writePacket: (this: PacketWriter, packet: { cmd: string }, cb?: (error?: Error) => void) => void;
+  _sendPacket: (
+    this: PacketWriter,
+    packet: { cmd: string; dup?: unknown; properties?: unknown },
+    cb?: unknown,
+    cbStorePut?: unknown,
+    noStore?: unknown,
+  ) => void;
   readonly noop: unknown;
   readonly stream: NodeJS.WritableStream & { cork?(): void; uncork?(): void };
   readonly options: { protocolVersion?: number };
@@ -121,8 +128,7 @@ export function installPacketWriter(client: MqttClient): void {
   };
   target._writePacket = function (this: PacketWriter, packet, cb) {
     const v5 = this.options.protocolVersion === 5;
-    const chunks =
-      packet.cmd === 'publish' ? encodePublish(packet as IPublishPacket, v5) : ACK_TYPES[packet.cmd] ? encodeAck(packet as AckPacket, v5) : undefined;
+    const chunks = packet.cmd === 'publish' ? encodePublish(packet as IPublishPacket, v5) : ACK_TYPES[packet.cmd] ? encodeAck(packet, v5) : undefined;
     if (!chunks) return original.call(this, packet, cb);
     this.emit('packetsend', packet);
     const stream = this.stream;
@@ -133,8 +139,8 @@ export function installPacketWriter(client: MqttClient): void {
       stream.cork();
       process.nextTick(uncork);
     }
-    let written = stream.write(chunks[0]!);
-    if (chunks.length > 1) written = stream.write(chunks[1]!);
+    let written = stream.write(chunks[0]);
+    if (chunks.length === 2) written = stream.write(chunks[1]);
     if (!written && cb && cb !== this.noop) stream.once('drain', cb);
     else if (cb) cb();
   };
@@ -176,7 +182,7 @@ interface AckPacket {
  * mqtt-packet writes them (a reason code and an empty property length unless the
  * reason code is 0 on MQTT 5).
  */
-export function encodeAck(packet: AckPacket, v5: boolean): Buffer[] | undefined {
+export function encodeAck(packet: AckPacket, v5: boolean): [Buffer] | undefined {
   const type = ACK_TYPES[packet.cmd];
   const { messageId: id, reasonCode } = packet;
   if (type === undefined || packet.properties !== undefined || typeof id !== 'number' || id < 0 || id > 0xffff) return undefined;
@@ -201,11 +207,12 @@ export function encodeAck(packet: AckPacket, v5: boolean): Buffer[] | undefined 
 const lengths: number[] = [];
 
 /** The packet's bytes, or undefined when it has something this encoder does not write (mqtt.js then does). */
-export function encodePublish(packet: IPublishPacket, v5: boolean): Buffer[] | undefined {
+export function encodePublish(packet: IPublishPacket, v5: boolean): [Buffer] | [Buffer, Buffer] | undefined {
   const { topic, payload, qos, messageId } = packet;
   if (typeof topic !== 'string' || topic.length === 0 || !Buffer.isBuffer(payload)) return undefined;
   if (qos !== 0 && qos !== 1 && qos !== 2) return undefined;
-  if (qos > 0 && typeof messageId !== 'number') return undefined;
+  const id = qos > 0 ? messageId : 0;
+  if (typeof id !== 'number') return undefined;
   const topicBytes = Buffer.byteLength(topic);
   if (topicBytes > 0xffff) return undefined;
   let propertiesLength = 0;
@@ -217,7 +224,7 @@ export function encodePublish(packet: IPublishPacket, v5: boolean): Buffer[] | u
     const properties = packet.properties;
     for (const name in properties) {
       if (name === 'contentType') contentType = properties.contentType;
-      else if (name === 'userProperties') user = properties.userProperties as Record<string, string | string[]> | undefined;
+      else if (name === 'userProperties') user = properties.userProperties;
       else if ((properties as Record<string, unknown>)[name] !== undefined) return undefined;
     }
     if (contentType !== undefined) {
@@ -227,7 +234,7 @@ export function encodePublish(packet: IPublishPacket, v5: boolean): Buffer[] | u
       propertiesLength += 3 + contentTypeBytes;
     }
     for (const name in user) {
-      const value = user[name]!;
+      const value = user[name];
       const nameBytes = Buffer.byteLength(name);
       if (typeof value === 'string') {
         const valueBytes = Buffer.byteLength(value);
@@ -256,7 +263,7 @@ export function encodePublish(packet: IPublishPacket, v5: boolean): Buffer[] | u
   head[0] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
   let offset = writeVarint(head, 1, remaining);
   offset = writeString(head, offset, topic, topicBytes);
-  if (qos > 0) offset = head.writeUInt16BE(messageId!, offset);
+  if (qos > 0) offset = head.writeUInt16BE(id, offset);
   if (v5) {
     offset = writeVarint(head, offset, propertiesLength);
     if (contentType !== undefined) {
@@ -265,14 +272,17 @@ export function encodePublish(packet: IPublishPacket, v5: boolean): Buffer[] | u
     }
     let i = 0;
     const pair = (name: string, value: string): void => {
+      const nameBytes = lengths[i++];
+      const valueBytes = lengths[i++];
+      if (nameBytes === undefined || valueBytes === undefined) throw new Error('ktransport: user property lengths out of step with the properties');
       head[offset++] = USER_PROPERTY;
-      offset = writeString(head, offset, name, lengths[i++]!);
-      offset = writeString(head, offset, value, lengths[i++]!);
+      offset = writeString(head, offset, name, nameBytes);
+      offset = writeString(head, offset, value, valueBytes);
     };
     for (const name in user) {
-      const value = user[name]!;
+      const value = user[name];
       if (typeof value === 'string') pair(name, value);
-      else for (const v of value) pair(name, v);
+      else if (value !== undefined) for (const v of value) pair(name, v);
     }
   }
   if (!inline) return [head, payload];

@@ -108,7 +108,7 @@ describe('reconnecting', () => {
     await waitFor(
       () => seen.includes('reconnecting'),
       5_000,
-      () => `states ${seen}`,
+      () => `states ${seen.join(',')}`,
     );
     await waitFor(
       () => broker.state === 'connected',

@@ -3,7 +3,7 @@ import { DEAD_LETTER_HEADER, type Message } from '@ktransport/broker';
 import { MqttServer } from '@ktransport/transport-mqtt';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureMosquitto, SHARED_URL } from './mosquitto.js';
-import { open, sleep, topic, waitFor } from './helpers.js';
+import { defined, open, sleep, topic, waitFor } from './helpers.js';
 
 beforeAll(ensureMosquitto);
 
@@ -48,7 +48,7 @@ describe('acknowledgement after the handler settles', () => {
     await waitFor(
       () => started.includes(4),
       5_000,
-      () => `started ${started}`,
+      () => `started ${started.join(',')}`,
     );
     stopping = true;
     // Running: 0 (aborted when the drain time is up) and 4 (finishes); queued, never started: 1, 2 and 5.
@@ -64,7 +64,7 @@ describe('acknowledgement after the handler settles', () => {
     await waitFor(
       () => again.length >= 4,
       10_000,
-      () => `again ${again}`,
+      () => `again ${again.join(',')}`,
     );
     await sleep(300);
     expect([...again].sort()).toEqual([0, 1, 2, 5]);
@@ -179,7 +179,7 @@ describe('acknowledgement after the handler settles', () => {
     await waitFor(
       () => dead.length === 1 && handled.length === 7,
       10_000,
-      () => `dead ${dead.length} handled ${handled}`,
+      () => `dead ${dead.length} handled ${handled.join(',')}`,
     );
     const [letter] = dead;
     expect(letter?.body).toEqual({ n: 3 });
@@ -204,7 +204,7 @@ describe('acknowledgement after the handler settles', () => {
         10_000,
         () => `attempts ${at.length}`,
       );
-      return at[1]! - at[0]!;
+      return defined(at[1], 'a second attempt') - defined(at[0], 'a first attempt');
     };
     const short = await gaps(100);
     expect(short).toBeGreaterThanOrEqual(90);

@@ -4,7 +4,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Mosquitto } from './mosquitto.js';
-import { open, sleep, topic, waitFor } from './helpers.js';
+import { defined, open, sleep, topic, waitFor } from './helpers.js';
 
 /**
  * Hostile input from a foreign client: 10,000 messages no subscriber can
@@ -35,6 +35,7 @@ function generator(seed: number): () => number {
 
 const random = generator(SEED);
 const int = (max: number): number => Math.floor(random() * max);
+const pick = <T>(items: readonly T[]): T => defined(items[int(items.length)], 'an item to pick');
 const bytes = (length: number): Buffer => Buffer.from(Array.from({ length }, () => int(256)));
 
 /** Code point ranges for random text that MQTT accepts: ASCII, Latin, Greek, CJK and astral emoji (surrogate pairs). */
@@ -50,7 +51,7 @@ const RANGES: [number, number][] = [
 function text(length: number): string {
   let out = '';
   for (let i = 0; i < length; i++) {
-    const [low, high] = RANGES[int(RANGES.length)]!;
+    const [low, high] = pick(RANGES);
     out += String.fromCodePoint(low + int(high - low + 1));
   }
   return out;
@@ -94,7 +95,7 @@ function bad(i: number): Outgoing {
       return { payload: Buffer.concat([CONTROL.subarray(int(16)), bytes(int(8))]), properties: { contentType: 'text/plain', userProperties: user() } };
     case 3:
       return {
-        payload: Buffer.concat([Buffer.from('{"kind":"good","n":'), INVALID_UTF8[int(INVALID_UTF8.length)]!, Buffer.from('}')]),
+        payload: Buffer.concat([Buffer.from('{"kind":"good","n":'), pick(INVALID_UTF8), Buffer.from('}')]),
         properties: { contentType: int(2) ? 'text/plain' : 'application/json', userProperties: user() },
       };
     case 4:
@@ -226,7 +227,7 @@ describe(`fuzz: foreign payloads and headers (seed ${SEED})`, () => {
     await waitFor(
       () => handled.size === COUNT && dead.size + unidentified.length >= COUNT,
       60_000,
-      () => `seed ${SEED}: handled ${handled.size}, dead-lettered ${dead.size} of ${COUNT}, states ${states}; not dead-lettered: ${missing()}`,
+      () => `seed ${SEED}: handled ${handled.size}, dead-lettered ${dead.size} of ${COUNT}, states ${states.join(',')}; not dead-lettered: ${missing()}`,
     );
     expect(unbounded, `seed ${SEED}: reasons that are empty, too long or not wire-safe`).toEqual([]);
     expect(unidentified, `seed ${SEED}: dead letters without their id`).toEqual([]);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ensureMosquitto, SHARED_URL } from './mosquitto.js';
 import { type TcpProxy, tcpProxy } from './network.js';
-import { open, sleep, states, topic, waitFor, within } from './helpers.js';
+import { defined, open, sleep, states, topic, waitFor, within } from './helpers.js';
 
 /**
  * Headers and topics MQTT cannot carry. Mosquitto closes the connection of a
@@ -152,11 +152,11 @@ describe('what a foreign client sends', () => {
     await waitFor(
       () => good.length === 20 && dead.length === 1,
       10_000,
-      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+      () => `good ${good.length} dead ${dead.length} states ${seen.join(',')}`,
     );
     await sleep(300);
     expect(dead).toHaveLength(1);
-    expect(Buffer.from(dead[0]!.body)).toEqual(Buffer.from([0x01]));
+    expect(Buffer.from(defined(dead[0], 'a dead letter').body)).toEqual(Buffer.from([0x01]));
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.errorType]).toBe('DECODE_ERROR');
     expectBoundedReason(dead[0]);
     expect(seen).toEqual(['connected']);
@@ -171,7 +171,7 @@ describe('what a foreign client sends', () => {
     await waitFor(
       () => good.length === 5 && dead.length === 1,
       10_000,
-      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+      () => `good ${good.length} dead ${dead.length} states ${seen.join(',')}`,
     );
     expect(dead[0]?.headers['content-type']).toBe(contentType); // the original header is kept
     expectBoundedReason(dead[0]);
@@ -192,7 +192,7 @@ describe('what a foreign client sends', () => {
     await waitFor(
       () => good.length === 5 && dead.length === 1,
       10_000,
-      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+      () => `good ${good.length} dead ${dead.length} states ${seen.join(',')}`,
     );
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.errorType]).toBe('VALIDATION_ERROR');
     expectBoundedReason(dead[0]);
@@ -209,7 +209,7 @@ describe('what a foreign client sends', () => {
     await waitFor(
       () => good.length === 5 && dead.length === 1,
       10_000,
-      () => `good ${good.length} dead ${dead.length} states ${seen}`,
+      () => `good ${good.length} dead ${dead.length} states ${seen.join(',')}`,
     );
     expect(dead[0]?.headers[DEAD_LETTER_HEADER.headersDropped]).toBe('true');
     expect(dead[0]?.headers.twice).toBeUndefined();

@@ -51,3 +51,9 @@ export function states(broker: MqttBroker): ConnectionState[] {
   broker.onStateChange((s) => void seen.push(s));
   return seen;
 }
+
+/** `value`, or a failure naming `what` when it is missing. */
+export function defined<T>(value: T | null | undefined, what: string): T {
+  if (value === undefined || value === null) throw new Error(`expected ${what}, found none`);
+  return value;
+}

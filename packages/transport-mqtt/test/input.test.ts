@@ -130,22 +130,22 @@ describe('routing on one connection', () => {
     for (const protocolVersion of [5, 4] as const) {
       const broker = await open({ protocolVersion });
       const base = topic(`routes-v${protocolVersion}`);
-      const got: Record<string, number[]> = { exact: [], plus: [], group: [], second: [] };
-      const sub = await broker.subscribe<number>(`${base}/a`, (m) => void got.exact!.push(m.body));
-      await broker.subscribe<number>(`${base}/a`, (m) => void got.second!.push(m.body));
-      await broker.subscribe<number>(`${base}/+`, (m) => void got.plus!.push(m.body));
-      await broker.subscribe<number>(`${base}/a`, (m) => void got.group!.push(m.body), { group: 'g' });
+      const got: { exact: number[]; plus: number[]; group: number[]; second: number[] } = { exact: [], plus: [], group: [], second: [] };
+      const sub = await broker.subscribe<number>(`${base}/a`, (m) => void got.exact.push(m.body));
+      await broker.subscribe<number>(`${base}/a`, (m) => void got.second.push(m.body));
+      await broker.subscribe<number>(`${base}/+`, (m) => void got.plus.push(m.body));
+      await broker.subscribe<number>(`${base}/a`, (m) => void got.group.push(m.body), { group: 'g' });
       await broker.publish(`${base}/a`, 1);
       await broker.publish(`${base}/b`, 2);
       await waitFor(
-        () => got.exact!.length === 1 && got.plus!.length === 2 && got.group!.length === 1,
+        () => got.exact.length === 1 && got.plus.length === 2 && got.group.length === 1,
         5_000,
         () => JSON.stringify(got),
       );
       await sub.unsubscribe();
       await broker.publish(`${base}/a`, 3);
       await waitFor(
-        () => got.second!.length === 2,
+        () => got.second.length === 2,
         5_000,
         () => JSON.stringify(got),
       );
@@ -158,25 +158,27 @@ describe('routing on one connection', () => {
     const receivedBy = async (sharedSubscriptions: boolean | undefined): Promise<number[]> => {
       const t = topic(`no-share-${String(sharedSubscriptions)}`);
       const options = sharedSubscriptions === undefined ? {} : { sharedSubscriptions };
-      const counts = [0, 0];
+      const members = [{ count: 0 }, { count: 0 }];
       const plain: number[] = [];
-      for (const i of [0, 1]) {
+      for (const member of members) {
         const broker = await open(options);
-        await broker.subscribe(t, () => void counts[i]!++, { group: 'g' });
-        if (i === 0) await broker.subscribe(t, (m) => void plain.push(m.body as number)); // same MQTT filter without $share
+        await broker.subscribe(t, () => void member.count++, { group: 'g' });
+        if (member === members[0]) await broker.subscribe(t, (m) => void plain.push(m.body as number)); // same MQTT filter without $share
       }
       const publisher = await open();
       for (let n = 0; n < 10; n++) await publisher.publish(t, n);
+      const counts = (): number[] => members.map((m) => m.count);
+      const total = (): number => counts().reduce((a, b) => a + b);
       await waitFor(
-        () => counts[0]! + counts[1]! >= 10 && plain.length === 10,
+        () => total() >= 10 && plain.length === 10,
         5_000,
-        () => `counts ${counts} plain ${plain.length}`,
+        () => `counts ${counts().join(',')} plain ${plain.length}`,
       );
       await sleep(200);
-      return counts;
+      return counts();
     };
     expect(await receivedBy(false)).toEqual([10, 10]);
     const shared = await receivedBy(undefined);
-    expect(shared[0]! + shared[1]!).toBe(10);
+    expect(shared.reduce((a, b) => a + b)).toBe(10);
   });
 });

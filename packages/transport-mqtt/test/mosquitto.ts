@@ -97,7 +97,9 @@ export class Mosquitto {
 
   /** The first listener's port. */
   get port(): number {
-    return this.ports[0]!;
+    const [first] = this.ports;
+    if (first === undefined) throw new Error('this Mosquitto has no listener');
+    return first;
   }
 
   /** Starts an instance and waits until it accepts connections. */

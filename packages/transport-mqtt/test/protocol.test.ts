@@ -133,7 +133,7 @@ describe('a broker that refuses the protocol version (scripted peer)', () => {
     ],
   ] as const) {
     it(`${what}: a non-retriable ProtocolVersionError naming MQTT 5 and suggesting protocolVersion: 4`, async () => {
-      const p = await scriptedPeer(script as PeerScript);
+      const p = await scriptedPeer(script);
       peers.push(p);
       const started = Date.now();
       const error = await failure({ url: p.url });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureMosquitto, SHARED_URL } from './mosquitto.js';
-import { open, topic, waitFor } from './helpers.js';
+import { defined, open, topic, waitFor } from './helpers.js';
 
 beforeAll(ensureMosquitto);
 
@@ -49,7 +49,10 @@ describe('PUBLISH packets on the wire', () => {
       const got = seen.filter((s) => s.topic === t);
       for (const [i, c] of cases.entries()) {
         // QoS 2 arrives after its PUBREL: find each message by its (distinct) size.
-        const { payload, packet } = got.find((s) => s.payload.length === c.size)!;
+        const { payload, packet } = defined(
+          got.find((s) => s.payload.length === c.size),
+          `the message of ${c.size} bytes`,
+        );
         expect(payload.equals(Buffer.from(new Uint8Array(c.size).map((_, j) => (j * 7 + i) % 256)))).toBe(true);
         expect(packet.qos).toBe(c.qos);
         if (version === 5) {
