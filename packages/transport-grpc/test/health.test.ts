@@ -176,7 +176,8 @@ describe('health', () => {
     const service = shipped['grpc.health.v1.Health'] as ServiceDefinition;
     expect(Object.keys(healthDefinition)).toEqual(Object.keys(service));
     for (const [name, method] of Object.entries(healthDefinition)) {
-      const expected = service[name]!;
+      const expected = service[name];
+      if (expected === undefined) throw new Error(`the shipped health.proto has no method ${name}`);
       expect({ path: method.path, requestStream: method.requestStream, responseStream: method.responseStream }).toEqual({
         path: expected.path,
         requestStream: expected.requestStream,

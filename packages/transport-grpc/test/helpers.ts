@@ -28,9 +28,10 @@ export interface HealthReply {
   status: ServingStatus;
 }
 
+/** Handlers of the Echo service: grpc-js handlers, which GrpcServer also takes `async` (a rejection fails the call). */
 export type EchoImplementation = {
-  Echo: grpc.handleUnaryCall<EchoRequest, EchoReply>;
-  Count?: grpc.handleServerStreamingCall<CountRequest, EchoReply>;
+  Echo: (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) => void | Promise<void>;
+  Count?: (call: grpc.ServerWritableStream<CountRequest, EchoReply>) => void | Promise<void>;
 };
 
 const loaderOptions = { keepCase: true, defaults: true, enums: String } as const;
