@@ -1,3 +1,5 @@
+import { inspect } from 'node:util';
+
 /** What the orchestrator hands a worker (one implementation, one round, one child process). */
 export interface WorkerConfig {
   readonly suite: 'mqtt' | 'kafka' | 'latency' | 'scale';
@@ -146,7 +148,7 @@ export function pump(first: number, n: number, window: number, publish: (seq: nu
       inFlight--;
       if (error && !failed) {
         failed = true;
-        reject(error instanceof Error ? error : new Error(String(error)));
+        reject(error instanceof Error ? error : new Error(typeof error === 'string' ? error : inspect(error)));
         return;
       }
       if (next < end) {
@@ -174,7 +176,7 @@ export const WARMUP_BASE = -1_000_000_000;
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index]!;
+  return sorted[index] ?? NaN;
 }
 
 export function rssMb(): number {

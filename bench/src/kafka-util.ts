@@ -17,6 +17,12 @@ export async function createTopic(brokers: string, topic: string): Promise<void>
   }
 }
 
+/** A record's JSON value; a record without one fails the run (the benchmark publishes none). */
+export function jsonValue(value: Buffer | null): unknown {
+  if (value === null) throw new Error('bench: a record without a value');
+  return JSON.parse(value.toString());
+}
+
 /** Resolves once the kafkajs consumer joined its group (and so has its partitions). */
 export function joined(consumer: Consumer): Promise<void> {
   return new Promise((resolve) => {

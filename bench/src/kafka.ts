@@ -7,7 +7,7 @@ import type { Message } from '@ktransport/broker';
 import { Subscribe } from '@ktransport/broker';
 import { KafkaBroker, KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-kafka';
 import kafkajs from 'kafkajs';
-import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, PARTITIONS } from './kafka-util.js';
+import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, jsonValue, PARTITIONS } from './kafka-util.js';
 import {
   type Body,
   bodyFactory,
@@ -108,9 +108,10 @@ export async function raw(config: WorkerConfig, headers = false): Promise<Worker
     const ready = joined(consumer);
     await consumer.run({
       partitionsConsumedConcurrently: PARTITIONS,
-      eachMessage: async ({ message }) => {
+      eachMessage: ({ message }) => {
         if (headers) labelled += message.headers?.['content-type']?.toString() === CONTENT_TYPE ? 1 : 0;
-        receiver.record(JSON.parse(message.value!.toString()) as Body);
+        receiver.record(jsonValue(message.value) as Body);
+        return Promise.resolve();
       },
     });
     await ready;

@@ -5,7 +5,7 @@ import { KafkaServer, type KafkaSubscribeOptions } from '@ktransport/transport-k
 import kafkajs from 'kafkajs';
 import mqtt from 'mqtt';
 import { type Body, bodyFactory, percentile, Receiver, round, rssMb, sleep, WARMUP_BASE, type WorkerConfig, type WorkerResult } from './common.js';
-import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, PARTITIONS } from './kafka-util.js';
+import { BATCH_MESSAGES, createTopic, FETCH_WAIT_MS, joined, jsonValue, PARTITIONS } from './kafka-util.js';
 import { ktransportPair, rawClientOptions } from './mqtt.js';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
@@ -131,7 +131,10 @@ export async function kafkaRaw(config: WorkerConfig): Promise<WorkerResult> {
   const ready = joined(consumer);
   await consumer.run({
     partitionsConsumedConcurrently: PARTITIONS,
-    eachMessage: async ({ message }) => receiver.record(JSON.parse(message.value!.toString()) as Body),
+    eachMessage: ({ message }) => {
+      receiver.record(jsonValue(message.value) as Body);
+      return Promise.resolve();
+    },
   });
   await ready;
   await sleep(100);

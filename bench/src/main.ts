@@ -95,8 +95,9 @@ async function main(): Promise<void> {
     log(`bench: ${group.title}: ${variants.map((v) => `${v.scenario}/${v.impl}`).join(', ')} x ${group.rounds} rounds`);
     for (let round = 1; round <= group.rounds; round++) {
       for (let k = 0; k < variants.length; k++) {
-        const variant = variants[(k + round - 1) % variants.length]!;
-        const config: WorkerConfig = { ...variant.config, topic: topicFor(group, variant, round), mqttUrl, kafkaBrokers } as WorkerConfig;
+        const variant = variants[(k + round - 1) % variants.length];
+        if (variant === undefined) continue;
+        const config: WorkerConfig = { ...variant.config, topic: topicFor(group, variant, round), mqttUrl, kafkaBrokers };
         const t0 = Date.now();
         try {
           const result = await runWorker(config);

@@ -17,7 +17,8 @@ function med(values: number[]): number {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   if (sorted.length === 0) return NaN;
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  const upper = sorted[mid] ?? NaN;
+  return sorted.length % 2 ? upper : ((sorted[mid - 1] ?? NaN) + upper) / 2;
 }
 
 /** One median line per (suite, scenario, impl). */
@@ -28,7 +29,8 @@ export function median(measurements: readonly Measurement[]): Measurement[] {
     groups.set(key, [...(groups.get(key) ?? []), m]);
   }
   return [...groups.values()].map((list) => {
-    const first = list[0]!;
+    const first = list[0];
+    if (first === undefined) throw new Error('results: a group without measurements');
     const summary: Measurement = {
       suite: first.suite,
       scenario: first.scenario,

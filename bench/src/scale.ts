@@ -48,7 +48,9 @@ export async function scale(config: WorkerConfig): Promise<WorkerResult> {
   try {
     const result = await measure(config, receiver, (seq, done) => {
       const i = ((seq % subs) + subs) % subs;
-      publisher.publish(topics[i]!, body(seq), publishOptions).then(() => done(), done);
+      const topic = topics[i];
+      if (topic === undefined) return done(new Error(`scale: no topic ${i}`));
+      publisher.publish(topic, body(seq), publishOptions).then(() => done(), done);
     });
     result.note = `rss before subscribing ${before} MB`;
     return result;
