@@ -24,16 +24,19 @@ export const topicRoundRobin: PartitionAssigner = ({ cluster }) => ({
     }
     const assignment = new Map<string, Assignment>(members.map((m) => [m.memberId, {}]));
     let turn = 0;
-    for (const topic of [...subscribers.keys()].sort()) {
+    const byTopic = [...subscribers].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [topic, subscribed] of byTopic) {
       // The leader only tracks metadata of its own topics; learn the others'.
       if (cluster.findTopicPartitionMetadata(topic).length === 0) await cluster.addTargetTopic(topic);
-      const ids = subscribers.get(topic)!.sort();
+      const ids = subscribed.sort();
       const partitions = cluster
         .findTopicPartitionMetadata(topic)
         .map((p) => p.partitionId)
         .sort((a, b) => a - b);
       for (const partition of partitions) {
-        const target = assignment.get(ids[turn++ % ids.length]!)!;
+        const id = ids[turn++ % ids.length];
+        const target = id === undefined ? undefined : assignment.get(id);
+        if (target === undefined) throw new Error(`topicRoundRobin: member ${id} of ${topic} is not in the group`);
         (target[topic] ??= []).push(partition);
       }
     }

@@ -119,8 +119,9 @@ export function rejectBatch(batch: Batch, error: unknown): void {
 /** Bytes of a record as `recordSize` counts them, for records already built (the slow path of a refused request). */
 export function kafkaRecordSize(record: KafkaRecord): number {
   let size = 24 + byteLength(record.value) + byteLength(record.key);
-  for (const name in record.headers ?? {}) {
-    const value = record.headers![name];
+  const headers = record.headers ?? {};
+  for (const name in headers) {
+    const value = headers[name];
     size += Buffer.byteLength(name) + 4 + (Array.isArray(value) ? value.reduce((sum: number, v) => sum + byteLength(v), 0) : byteLength(value));
   }
   return size;

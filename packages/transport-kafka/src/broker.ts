@@ -142,12 +142,13 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       timer = setTimeout(
         () => {
           late = true;
-          reject(
+          // The previous attempt's error, as kafkajs gave it, says more than that time ran out.
+          const reason: unknown =
             previous ??
-              (this.#budgetSpent = new ConnectionError(
-                `cannot connect to Kafka at ${this.#options.brokers.join(',')}: not connected within ${this.#options.startTimeoutMs} ms (startTimeoutMs)`,
-              )),
-          );
+            (this.#budgetSpent = new ConnectionError(
+              `cannot connect to Kafka at ${this.#options.brokers.join(',')}: not connected within ${this.#options.startTimeoutMs} ms (startTimeoutMs)`,
+            ));
+          reject(reason);
         },
         Math.max(0, deadline - Date.now()),
       );

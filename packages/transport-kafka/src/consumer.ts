@@ -1,5 +1,5 @@
 import { ConnectionError, type Consumer as PipelineConsumer, InFlight, SubscribeError } from '@ktransport/broker';
-import kafkajs, { type Admin, type Consumer, type EachBatchPayload } from 'kafkajs';
+import kafkajs, { type Admin, type Batch, type Consumer, type Offsets } from 'kafkajs';
 import { topicRoundRobin } from './assigner.js';
 import { type createKafka, safeLog } from './client.js';
 import { describe, isRebalance, isStartRetriable, toSubscribeError } from './errors.js';
@@ -33,6 +33,20 @@ export interface GroupSubscriberOptions {
   readonly onHealth: (healthy: boolean) => void;
   /** False while the broker's health probe cannot reach the cluster: a consumer that gave up then waits for `wake()`. */
   readonly clusterReachable: () => boolean;
+}
+
+/**
+ * What a batch handler uses of kafkajs' EachBatchPayload. kafkajs makes these
+ * functions as closures over the batch (consumer/runner.js), so they are called
+ * as plain functions; its typings declare them as methods.
+ */
+interface BatchPayload {
+  readonly batch: Batch;
+  readonly resolveOffset: (offset: string) => void;
+  readonly heartbeat: () => Promise<void>;
+  readonly commitOffsetsIfNecessary: (offsets?: Offsets) => Promise<void>;
+  readonly isRunning: () => boolean;
+  readonly isStale: () => boolean;
 }
 
 /**
@@ -319,7 +333,7 @@ export class GroupSubscriber {
     }
   }
 
-  async #eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+  async #eachBatch(consumer: Consumer, payload: BatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary } = payload;
     const { topic, logicalTopic, consume, options } = this.#o;
     const partition = batch.partition;
@@ -388,6 +402,7 @@ export class GroupSubscriber {
     await commit();
     if (handled !== undefined) await commit();
     // Rethrowing the rebalance error makes kafkajs rejoin the group.
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what kafkajs rejected a heartbeat or commit with, unchanged
     if (this.#rebalance !== undefined && !this.#stopping && generation === this.#generation) throw this.#rebalance;
   }
 

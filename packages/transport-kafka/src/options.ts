@@ -224,7 +224,7 @@ export function parseBrokers(brokers: string | readonly string[]): string[] {
     let rest = entry.trim();
     const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(rest);
     if (scheme) {
-      if (scheme[1]!.toLowerCase() !== 'kafka') throw new ConfigurationError(`brokers: unsupported URL scheme in "${shown(entry)}"; use kafka://host:port`);
+      if (scheme[1]?.toLowerCase() !== 'kafka') throw new ConfigurationError(`brokers: unsupported URL scheme in "${shown(entry)}"; use kafka://host:port`);
       rest = rest.slice(scheme[0].length).replace(/\/$/, '');
       if (rest.includes('@')) throw new ConfigurationError(`brokers: "${shown(entry)}" carries credentials; give them in the sasl option, not in the URL`);
     }

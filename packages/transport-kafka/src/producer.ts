@@ -309,8 +309,9 @@ export class BatchingProducer {
         shared.error ??= error;
         return;
       }
-      if (records.length === 1) {
-        shared.refused.push(records[0]!);
+      const only = records.length === 1 ? records[0] : undefined;
+      if (only !== undefined) {
+        shared.refused.push(only);
         return;
       }
       const half = Math.ceil(records.length / 2);
@@ -335,7 +336,10 @@ export class BatchingProducer {
     const now = Date.now();
     const { publishTimeoutMs } = this.#options.producer;
     for (const [topic, queue] of [...this.#queues]) {
-      while (queue.batches.length > 0 && queue.batches[0]!.deadline <= now) this.#expire(topic, queue.batches.shift()!, publishTimeoutMs);
+      for (let first = queue.batches[0]; first !== undefined && first.deadline <= now; first = queue.batches[0]) {
+        queue.batches.shift();
+        this.#expire(topic, first, publishTimeoutMs);
+      }
       const sending = queue.sending;
       if (sending && sending.deadline <= now) {
         if (sending.state === 'sending' && sending.producer) this.#replace(sending.producer);

@@ -3,7 +3,7 @@ import { BrokerError, type ConnectionState } from '@ktransport/broker';
 import { conformanceCases, sleep, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaLogEntry } from '@ktransport/transport-kafka';
 import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, fast, lockPrivateKafka, PrivateKafka, unique } from './helpers.js';
+import { connectAdmin, createTopic, defined, fast, lockPrivateKafka, PrivateKafka, unique } from './helpers.js';
 
 /** A broker of this file's own: the restart case and the mid-stream restart stop and start it. */
 const kafka = new PrivateKafka(29092);
@@ -29,7 +29,7 @@ describe('KafkaBroker conformance', () => {
   const cases = conformanceCases({
     createBroker: () => new KafkaBroker({ brokers: `kafka://${kafka.address}`, clientId: 'conformance', ...fast }),
     features: { wildcards: false, groups: true, persistent: true, orderingPerKey: true, redelivery: true },
-    prepareTopic: async (topic) => void (await createTopic(admin!, topic, 3)),
+    prepareTopic: async (topic) => void (await createTopic(defined(admin, 'the admin client'), topic, 3)),
     restartBroker: () => kafka.restart(),
     waitMs: 20_000,
   });
@@ -38,7 +38,7 @@ describe('KafkaBroker conformance', () => {
 
 describe('KafkaBroker across a broker restart in the middle of a stream', () => {
   it('publishers see success or a typed error, never a silent drop; every acknowledged message is consumed', async () => {
-    const topic = await createTopic(admin!, unique('restart-stream'), 3);
+    const topic = await createTopic(defined(admin, 'the admin client'), unique('restart-stream'), 3);
     const logs: KafkaLogEntry[] = [];
     const broker = new KafkaBroker({ brokers: kafka.address, ...fast, logger: (entry) => logs.push(entry) });
     const states: ConnectionState[] = [];

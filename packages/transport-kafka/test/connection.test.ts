@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { AuthenticationError, ConfigurationError, ConnectionError, type ConnectionState } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaLogEntry, type KafkaSaslMechanism, KafkaServer } from '@ktransport/transport-kafka';
-import { createTopic, fast, KAFKA, KAFKA_SASL, SASL_PASSWORD, SASL_USER, sharedKafka, unique } from './helpers.js';
+import { createTopic, defined, fast, KAFKA, KAFKA_SASL, SASL_PASSWORD, SASL_USER, sharedKafka, unique } from './helpers.js';
 
 const kafka = sharedKafka();
 let closedPort: number;
@@ -156,7 +156,7 @@ describe('KafkaBroker identity and health', () => {
       const group = unique('g');
       await broker.subscribe(topic, () => undefined, { group });
       const { groups } = await kafka.admin.describeGroups([group]);
-      expect(groups[0]!.members.map((m) => m.clientId)).toEqual(['saver-service']);
+      expect(defined(groups[0], 'the group').members.map((m) => m.clientId)).toEqual(['saver-service']);
     } finally {
       await broker.disconnect();
     }

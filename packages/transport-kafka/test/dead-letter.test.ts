@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { DEAD_LETTER_ERROR_MAX_BYTES, DEAD_LETTER_HEADER, DeadLetterError, type Message } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
-import { committedOffsets, createTopic, sharedKafka, unique, until } from './helpers.js';
+import { committedOffsets, createTopic, defined, sharedKafka, unique, until } from './helpers.js';
 
 const kafka = sharedKafka();
 
@@ -25,7 +25,7 @@ describe('KafkaBroker dead letters', () => {
       15_000,
       () => 'no dead letter',
     );
-    const copy = copies[0]!;
+    const copy = defined(copies[0], 'a dead letter');
     expect(copy.key).toBe('same-customer');
     expect(copy.headers).toMatchObject({
       'x-tenant': 'acmé',
@@ -54,11 +54,12 @@ describe('KafkaBroker dead letters', () => {
       () => `dead ${copies.length}, handled ${handled.length}`,
     );
     expect(handled).toEqual([[1, 2]]);
-    const reason = copies[0]!.headers[DEAD_LETTER_HEADER.error]!;
+    const copy = defined(copies[0], 'a dead letter');
+    const reason = defined(copy.headers[DEAD_LETTER_HEADER.error], 'the reason header');
     expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(DEAD_LETTER_ERROR_MAX_BYTES);
     expect(reason).toMatch(/and 19990 more issue/);
-    expect(copies[0]!.headers[DEAD_LETTER_HEADER.errorType]).toBe('VALIDATION_ERROR');
-    expect(copies[0]!.key).toBe('k');
+    expect(copy.headers[DEAD_LETTER_HEADER.errorType]).toBe('VALIDATION_ERROR');
+    expect(copy.key).toBe('k');
     await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 2, 'offset 2 is committed', 10_000);
   });
 
@@ -83,9 +84,9 @@ describe('KafkaBroker dead letters', () => {
     await waitFor(
       () => copies.length === 1 && handled.length === 1,
       20_000,
-      () => `dead ${copies.length}, handled ${handled}`,
+      () => `dead ${copies.length}, handled ${handled.join(',')}`,
     );
-    const copy = copies[0]!;
+    const copy = defined(copies[0], 'a dead letter');
     expect(copy.key).toBe('customer-1');
     expect(copy.headers[DEAD_LETTER_HEADER.headersDropped]).toBe('true');
     expect(copy.headers[DEAD_LETTER_HEADER.error]).toBe('rejected');
@@ -115,7 +116,7 @@ describe('KafkaBroker dead letters', () => {
     await waitFor(
       () => handled.length === 1 && reported.length === 1,
       20_000,
-      () => `handled ${handled}, reported ${reported.length}`,
+      () => `handled ${handled.join(',')}, reported ${reported.length}`,
     );
     expect(attempts).toBe(1);
     const error = reported[0] as DeadLetterError;
@@ -131,7 +132,7 @@ describe('KafkaBroker dead letters', () => {
     await waitFor(
       () => reread.includes(3),
       10_000,
-      () => `dead-letter topic holds ${reread}`,
+      () => `dead-letter topic holds ${reread.join(',')}`,
     );
     expect(reread).toEqual([3]);
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DrainTimeoutError, type Message, SubscribeError } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { type KafkaBrokerOptions, KafkaBroker } from '@ktransport/transport-kafka';
-import { committedOffsets, createTopic, sharedKafka, unique, until } from './helpers.js';
+import { committedOffsets, createTopic, defined, sharedKafka, unique, until } from './helpers.js';
 
 interface Body {
   readonly n: number;
@@ -50,7 +50,7 @@ describe('KafkaBroker offsets', () => {
     await waitFor(
       () => handled.length === 10,
       15_000,
-      () => `handled ${handled}`,
+      () => `handled ${handled.join(',')}`,
     );
     expect(handled).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 10, 'offset 10 is committed', 10_000);
@@ -86,7 +86,7 @@ describe('KafkaBroker offsets', () => {
     await waitFor(
       () => handled.length === 5,
       20_000,
-      () => `handled ${handled}`,
+      () => `handled ${handled.join(',')}`,
     );
     await until(async () => (await committedOffsets(kafka.admin, group, topic)).get(0) === 6, 'offset 6 is committed', 10_000);
     const dead: Message<Body>[] = [];
@@ -96,8 +96,9 @@ describe('KafkaBroker offsets', () => {
       10_000,
       () => 'dead letter not found',
     );
-    expect(dead[0]!.body).toEqual({ n: 3 });
-    expect(dead[0]!.headers).toMatchObject({
+    const letter = defined(dead[0], 'a dead letter');
+    expect(letter.body).toEqual({ n: 3 });
+    expect(letter.headers).toMatchObject({
       'x-dead-letter-topic': topic,
       'x-dead-letter-error': 'poison',
       'x-dead-letter-attempts': '2',
@@ -120,7 +121,8 @@ describe('KafkaBroker offsets', () => {
       await sleep(10);
       finished.add(m.body.n);
       count.set(m.body.n, (count.get(m.body.n) ?? 0) + 1);
-      offsets.set(m.partition!, [...(offsets.get(m.partition!) ?? []), Number(m.offset)]);
+      const partition = defined(m.partition, 'the partition');
+      offsets.set(partition, [...(offsets.get(partition) ?? []), Number(m.offset)]);
     };
     await first.subscribe<Body>(topic, handler, { group, fromBeginning: true, concurrency: 3 });
     await waitFor(
@@ -203,7 +205,7 @@ describe('KafkaBroker starting offsets', () => {
     await waitFor(
       () => got.length === 3,
       10_000,
-      () => `received ${got}`,
+      () => `received ${got.join(',')}`,
     );
     expect([...got].sort()).toEqual([0, 1, 2]);
   });
@@ -228,8 +230,9 @@ describe('KafkaBroker consumer options', () => {
       15_000,
       () => `attempts ${at.length}`,
     );
-    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1_900);
-    expect(at[1]! - at[0]!).toBeLessThan(5_000);
+    const gap = defined(at[1], 'a second attempt') - defined(at[0], 'a first attempt');
+    expect(gap).toBeGreaterThanOrEqual(1_900);
+    expect(gap).toBeLessThan(5_000);
   });
 
   it('concurrency is the number of partitions handled at once, each in order', async () => {
@@ -254,7 +257,7 @@ describe('KafkaBroker consumer options', () => {
       await waitFor(
         () => seen.length === 9,
         15_000,
-        () => `handled ${seen}`,
+        () => `handled ${seen.join(',')}`,
       );
       expect(most, `concurrency ${concurrency}`).toBe(concurrency);
       for (const partition of [0, 1, 2]) {
@@ -277,7 +280,7 @@ describe('KafkaBroker consumer options', () => {
     await waitFor(
       () => fromStart.length === 4 && fromEnd.length === 1,
       10_000,
-      () => `${fromStart} / ${fromEnd}`,
+      () => `${fromStart.join(',')} / ${fromEnd.join(',')}`,
     );
     expect(fromStart).toEqual([0, 1, 2, 3]);
     expect(fromEnd).toEqual([3]);
@@ -326,7 +329,7 @@ describe('KafkaBroker consumer options', () => {
     await waitFor(
       () => handled.includes('other:1'),
       10_000,
-      () => `handled ${handled}`,
+      () => `handled ${handled.join(',')}`,
     );
   });
 });

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { type ConnectionState, DEAD_LETTER_ERROR_MAX_BYTES, DEAD_LETTER_HEADER, type Message, msgpackCodec } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import kafkajs, { type IHeaders, type Message as KafkaRecord } from 'kafkajs';
-import { createTopic, KAFKA, sharedKafka, unique } from './helpers.js';
+import { createTopic, defined, KAFKA, sharedKafka, unique } from './helpers.js';
 
 const { Kafka, logLevel } = kafkajs;
 
@@ -41,7 +41,7 @@ class Fuzzer {
   }
 
   pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
+    return defined(items[this.int(items.length)], 'an item to pick');
   }
 
   bytes(max: number): Buffer {

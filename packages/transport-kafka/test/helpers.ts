@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { KafkaBroker, type KafkaBrokerOptions } from '@ktransport/transport-kafka';
 import kafkajs, { type Admin } from 'kafkajs';
 import { afterAll, beforeAll } from 'vitest';
@@ -195,7 +196,10 @@ export async function until(condition: () => Promise<boolean>, what: string, tim
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) {
+      const why = last ? `: ${last instanceof Error ? String(last) : inspect(last)}` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}${why}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -247,4 +251,10 @@ export async function committedOffsets(admin: Admin, groupId: string, topic: str
 /** kcat is the foreign client of the interop tests; scripts/kafka.sh tools installs it (Debian package). */
 export async function ensureKcat(): Promise<void> {
   await run(['tools']);
+}
+
+/** `value`, or a failure naming `what` when it is missing. */
+export function defined<T>(value: T | null | undefined, what: string): T {
+  if (value === undefined || value === null) throw new Error(`expected ${what}, found none`);
+  return value;
 }

@@ -7,7 +7,7 @@ import { App, BROKER, type Broker, jsonCodec, type Message, Subscribe } from '@k
 import { waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, KafkaServer } from '@ktransport/transport-kafka';
 import type { Admin } from 'kafkajs';
-import { connectAdmin, createTopic, ensureKafka, ensureKcat, fast, KAFKA, unique } from './helpers.js';
+import { connectAdmin, createTopic, defined, ensureKafka, ensureKcat, fast, KAFKA, unique } from './helpers.js';
 
 /** Runs kcat (librdkafka, a client nobody here wrote) and returns its stdout. */
 function kcat(args: string[], input?: string): Promise<string> {
@@ -37,7 +37,11 @@ interface KcatRecord {
 
 function headerMap(flat: string[] = []): Record<string, string> {
   const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]!] = flat[i + 1]!;
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = flat[i];
+    const value = flat[i + 1];
+    if (name !== undefined && value !== undefined) out[name] = value;
+  }
   return out;
 }
 
@@ -110,10 +114,11 @@ describe('interop with kcat', () => {
         .map((line) => JSON.parse(line) as KcatRecord)
         .map((r) => ({ payload: r.payload, headers: headerMap(r.headers) }));
       expect(dead.map((d) => d.headers['x-dead-letter-error-type'])).toEqual(['VALIDATION_ERROR', 'DECODE_ERROR']);
-      expect(dead[0]!.headers['x-dead-letter-error']).toMatch(/device/);
-      expect(dead[0]!.payload).toBe('{"device":"","celsius":"warm"}');
-      expect(dead[1]!.payload).toBe('not json at all');
-      expect(dead[1]!.headers).toMatchObject({ 'x-dead-letter-topic': REPORTS, 'x-dead-letter-group': GROUP, 'content-type': 'application/json' });
+      const [invalid, undecodable] = [defined(dead[0], 'a first dead letter'), defined(dead[1], 'a second dead letter')];
+      expect(invalid.headers['x-dead-letter-error']).toMatch(/device/);
+      expect(invalid.payload).toBe('{"device":"","celsius":"warm"}');
+      expect(undecodable.payload).toBe('not json at all');
+      expect(undecodable.headers).toMatchObject({ 'x-dead-letter-topic': REPORTS, 'x-dead-letter-group': GROUP, 'content-type': 'application/json' });
       const saved = JSON.parse(
         await kcat(['-C', '-t', SAVED, '-o', 'beginning', '-c', '2', '-e', '-q', '-f', '%s\\n']).then((out) => `[${out.trim().split('\n').join(',')}]`),
       ) as unknown;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError, ConnectionError, type Message, PublishError } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import { type KafkaBrokerOptions, KafkaBroker, type KafkaNativeMessage, UnknownTopicError } from '@ktransport/transport-kafka';
-import { createTopic, fast, KAFKA, sharedKafka, unique } from './helpers.js';
+import { createTopic, defined, fast, KAFKA, sharedKafka, unique } from './helpers.js';
 
 /** What kafkajs decodes beside the record: the record batch it came in. */
 type WithBatch = KafkaNativeMessage & { batchContext: { firstOffset: string; producerId: string } };
@@ -31,7 +31,7 @@ describe('KafkaBroker publish', () => {
       10_000,
       () => 'nothing received',
     );
-    const m = got[0]!;
+    const m = defined(got[0], 'a received message');
     expect(m).toMatchObject({ topic, body: { n: 1 }, key: 'order-7', partition: 2, offset: '0' });
     expect(m.headers).toMatchObject({ 'x-tenant': 'acmé', 'content-type': 'application/json' });
     expect(m.id).toBe(m.headers['message-id']);
@@ -75,7 +75,7 @@ describe('KafkaBroker publish', () => {
       10_000,
       () => 'nothing received',
     );
-    expect(got[0]!.body).toEqual(payload);
+    expect(defined(got[0], 'a received message').body).toEqual(payload);
   });
 
   it('lingerMs holds a publish so that later ones share its request; each resolves once acknowledged', async () => {
@@ -97,7 +97,7 @@ describe('KafkaBroker publish', () => {
         () => `received ${got.length}`,
       );
       const mine = got.filter((m) => m.body.linger === lingerMs);
-      expect(batchOf(mine[0]!) === batchOf(mine[1]!)).toBe(sameBatch);
+      expect(batchOf(defined(mine[0], 'a first message')) === batchOf(defined(mine[1], 'a second message'))).toBe(sameBatch);
       if (sameBatch) expect(firstMs).toBeGreaterThanOrEqual(250);
       else expect(firstMs).toBeLessThan(250);
     }
@@ -136,7 +136,7 @@ describe('KafkaBroker publish', () => {
       broker.publish(topic, { n: 99, big }, { key: 'k99' }),
       broker.publish(topic, { n: 6 }, { key: 'k6' }),
     ]);
-    const big99 = results[6]!;
+    const big99 = defined(results[6], 'the outcome of the big publish');
     expect(big99.status).toBe('rejected');
     const error = (big99 as PromiseRejectedResult).reason as PublishError;
     expect(error).toBeInstanceOf(PublishError);
@@ -146,7 +146,7 @@ describe('KafkaBroker publish', () => {
     await waitFor(
       () => new Set(got.map((m) => m.body.n)).size === 7,
       10_000,
-      () => `received ${got.map((m) => m.body.n)}`,
+      () => `received ${got.map((m) => m.body.n).join(',')}`,
     );
     expect(got.some((m) => m.body.n === 99)).toBe(false);
   });
@@ -189,7 +189,13 @@ describe('KafkaBroker publish', () => {
       10_000,
       () => `received ${got.length}`,
     );
-    const producerId = (idempotent: boolean): string => (got.find((m) => m.body.idempotent === idempotent)!.raw as WithBatch).batchContext.producerId;
+    const producerId = (idempotent: boolean): string =>
+      (
+        defined(
+          got.find((m) => m.body.idempotent === idempotent),
+          `the message with idempotent: ${idempotent}`,
+        ).raw as WithBatch
+      ).batchContext.producerId;
     expect(producerId(true)).not.toBe('-1');
     expect(producerId(false)).toBe('-1');
     expect(() => new KafkaBroker({ brokers: KAFKA, producer: { acks: 1 } })).toThrow(ConfigurationError);
@@ -254,8 +260,9 @@ describe('KafkaBroker with the core options', () => {
       10_000,
       () => 'nothing received',
     );
-    expect(got[0]!.body).toEqual({ n: 5 });
-    expect(got[0]!.headers).toMatchObject({ 'content-type': 'application/msgpack', 'x-published-by': 'middleware' });
+    const received = defined(got[0], 'a received message');
+    expect(received.body).toEqual({ n: 5 });
+    expect(received.headers).toMatchObject({ 'content-type': 'application/msgpack', 'x-published-by': 'middleware' });
     expect(calls).toEqual([topic]);
   });
 });
@@ -303,10 +310,10 @@ describe('KafkaBroker topic administration', () => {
     await broker.createTopics({ topic, partitions: 4, config: { 'retention.ms': '3600000' } });
     await broker.createTopics([{ topic, partitions: 4 }]);
     const { topics } = await kafka.admin.fetchTopicMetadata({ topics: [topic] });
-    expect(topics[0]!.partitions).toHaveLength(4);
+    expect(defined(topics[0], 'the topic metadata').partitions).toHaveLength(4);
     const [config] = (await kafka.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }] }))
       .resources;
-    expect(config!.configEntries[0]!.configValue).toBe('3600000');
+    expect(defined(defined(config, 'the topic config').configEntries[0], 'the retention.ms entry').configValue).toBe('3600000');
     const error = await broker.createTopics({ topic: unique('rf'), replicationFactor: 2 }).catch((e: unknown) => e);
     expect(String(error)).toMatch(/AdminError: cannot create .*replication-factor is invalid/i);
     await expect(broker.createTopics({ topic: 'no/slash' })).rejects.toBeInstanceOf(ConfigurationError);

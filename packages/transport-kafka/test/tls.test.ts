@@ -6,7 +6,7 @@ import { createServer, type Server, type TlsOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthenticationError, BrokerError, CertificateError, ConnectionError } from '@ktransport/broker';
 import { KafkaBroker, type KafkaBrokerOptions, type KafkaLogEntry } from '@ktransport/transport-kafka';
-import { ensureKafka, KAFKA, KAFKA_SASL } from './helpers.js';
+import { defined, ensureKafka, KAFKA, KAFKA_SASL } from './helpers.js';
 
 /*
  * scripts/kafka.sh has no TLS listener. Certificate verification is the client's
@@ -19,6 +19,7 @@ import { ensureKafka, KAFKA, KAFKA_SASL } from './helpers.js';
 let dir: string;
 /** PEM files by name: ca (the CA the client may trust), server (signed by ca, for host kafka.example only), self (self-signed). */
 const pem: Record<string, string> = {};
+const file = (name: string): string => defined(pem[name], name);
 const servers: Server[] = [];
 
 function openssl(args: string[]): Promise<void> {
@@ -91,7 +92,7 @@ afterAll(async () => {
 /** The certificate with the last byte of its signature changed: the CA's signature no longer verifies. */
 function tampered(certificate: string): string {
   const der = Buffer.from(certificate.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
-  der[der.length - 1] = der[der.length - 1]! ^ 0xff;
+  der.writeUInt8(der.readUInt8(der.length - 1) ^ 0xff, der.length - 1);
   const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
 }
@@ -136,15 +137,15 @@ describe('KafkaBroker TLS verification failures', () => {
   it('a certificate for another host name is a CertificateError', async () => {
     const brokers = await tlsServer({ cert: pem['server.crt'], key: pem['server.key'] });
     // The CA is trusted, but the certificate names kafka.example and the client checks 127.0.0.1.
-    const { error, ms } = await connectError(brokers, { ca: [pem['ca.crt']!] });
+    const { error, ms } = await connectError(brokers, { ca: [file('ca.crt')] });
     expect(error).toBeInstanceOf(CertificateError);
     expect(String(error)).toMatch(/altnames|host/i);
     expect(ms).toBeLessThan(5_000);
   });
 
   it('a certificate whose signature does not verify is a CertificateError', async () => {
-    const brokers = await tlsServer({ cert: tampered(pem['server.crt']!), key: pem['server.key'] });
-    const { error, ms } = await connectError(brokers, { ca: [pem['ca.crt']!], servername: 'kafka.example' });
+    const brokers = await tlsServer({ cert: tampered(file('server.crt')), key: pem['server.key'] });
+    const { error, ms } = await connectError(brokers, { ca: [file('ca.crt')], servername: 'kafka.example' });
     expect(error).toBeInstanceOf(CertificateError);
     expect(String(error)).toMatch(/signature/i);
     expect(ms).toBeLessThan(5_000);
@@ -152,7 +153,7 @@ describe('KafkaBroker TLS verification failures', () => {
 
   it('a handshake that verifies is not a certificate problem: a connection that then fails stays a retriable ConnectionError', async () => {
     const brokers = await tlsServer({ cert: pem['server.crt'], key: pem['server.key'] });
-    const { error } = await connectError(brokers, { ca: [pem['ca.crt']!], servername: 'kafka.example' }, 500);
+    const { error } = await connectError(brokers, { ca: [file('ca.crt')], servername: 'kafka.example' }, 500);
     expect(error).toBeInstanceOf(ConnectionError);
     expect(error).not.toBeInstanceOf(CertificateError);
     expect((error as ConnectionError).retriable).toBe(true);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { Message } from '@ktransport/broker';
 import { waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker } from '@ktransport/transport-kafka';
-import { createTopic, fast, KAFKA, sharedKafka, unique } from './helpers.js';
+import { createTopic, defined, fast, KAFKA, sharedKafka, unique } from './helpers.js';
 
 const kafka = sharedKafka();
 
@@ -26,13 +26,20 @@ describe('tracing across a real Kafka broker', () => {
         () => `spans ${exporter.getFinishedSpans().length}`,
       );
       const spans = exporter.getFinishedSpans();
-      const send = spans.find((s) => s.name === `send ${topic}`)!;
-      const processed = spans.find((s) => s.name === `process ${topic}`)!;
+      const send = defined(
+        spans.find((s) => s.name === `send ${topic}`),
+        'the send span',
+      );
+      const processed = defined(
+        spans.find((s) => s.name === `process ${topic}`),
+        'the process span',
+      );
       expect(send.kind).toBe(SpanKind.PRODUCER);
       expect(processed.kind).toBe(SpanKind.CONSUMER);
       expect(processed.spanContext().traceId).toBe(send.spanContext().traceId);
       expect(processed.parentSpanContext?.spanId).toBe(send.spanContext().spanId);
-      expect(got[0]!.headers.traceparent).toContain(send.spanContext().spanId);
+      const received = defined(got[0], 'a received message');
+      expect(received.headers.traceparent).toContain(send.spanContext().spanId);
       expect(send.attributes).toMatchObject({
         'messaging.system': 'kafka',
         'messaging.destination.name': topic,
@@ -44,10 +51,10 @@ describe('tracing across a real Kafka broker', () => {
         'messaging.destination.name': topic,
         'messaging.operation.type': 'process',
         'messaging.consumer.group.name': group,
-        'messaging.destination.partition.id': String(got[0]!.partition),
+        'messaging.destination.partition.id': String(received.partition),
         'messaging.kafka.offset': 0,
         'messaging.kafka.message.key': 'device-9',
-        'messaging.message.id': got[0]!.id,
+        'messaging.message.id': received.id,
       });
     } finally {
       await broker.disconnect();
