@@ -26,8 +26,43 @@ export interface RetryPolicy {
   multiplier?: number;
 }
 
-/** Options of `subscribe` and `@Subscribe` that every transport understands; transports add their own. */
-export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1> {
+/**
+ * Codec names that options accept: the built-in codecs and `protobuf:<message
+ * type>` (the default name of `protobufCodec`). A codec of your own becomes a
+ * valid name by declaration merging:
+ *
+ * ```ts
+ * declare module '@ktransport/broker' {
+ *   interface CodecNames { yaml: true }
+ * }
+ * ```
+ */
+export interface CodecNames {
+  json: true;
+  text: true;
+  bytes: true;
+  msgpack: true;
+}
+
+/** A codec name for options: one of `CodecNames`, or `protobuf:<message type>`. */
+export type CodecName = keyof CodecNames | `protobuf:${string}`;
+
+/**
+ * Subscribe options that transport packages add by declaration merging (MQTT
+ * `qos`, Kafka `fromBeginning`, ...), so that `@Subscribe`, `BrokerServer` and
+ * the `Broker` interface check them like the core's own: a misspelt or
+ * mistyped option is a compile error. Importing a transport package brings its
+ * options in.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- the target of the transports' declaration merging
+export interface TransportSubscribeOptions {}
+
+/** Publish options that transport packages add by declaration merging (MQTT `qos`, `retain`; Kafka `partition`). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- the target of the transports' declaration merging
+export interface TransportPublishOptions {}
+
+/** The subscribe options of the core alone, without any transport's; a transport's own options type extends it. */
+export interface BaseSubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1> {
   /** Consumers in one group share the messages (Kafka consumer group, MQTT `$share/{group}/`). */
   group?: string;
   /** Messages handled at once by this subscription (per partition order is kept on Kafka). Default 1. */
@@ -38,7 +73,7 @@ export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1>
    * Codec used when a message carries no `content-type` header. Default: the
    * broker's default codec. `bytes` hands over the raw payload whatever its content type.
    */
-  codec?: string;
+  codec?: CodecName;
   /** In-process retries before the message is dead-lettered or handed back for redelivery. */
   retry?: RetryPolicy;
   /** Topic that receives a message whose last attempt failed, with headers naming the reason. */
@@ -47,14 +82,20 @@ export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1>
   timeoutMs?: number;
 }
 
-/** Options of `publish` that every transport understands; transports add their own (MQTT `qos`, Kafka `partition`). */
-export interface PublishOptions {
+/** Options of `subscribe` and `@Subscribe`: the core's and those of the transport packages imported. */
+export interface SubscribeOptions<S extends StandardSchemaV1 = StandardSchemaV1> extends BaseSubscribeOptions<S>, TransportSubscribeOptions {}
+
+/** The publish options of the core alone; a transport's own options type extends it. */
+export interface BasePublishOptions {
   headers?: Headers;
   /** Record key (Kafka partitioning; carried as a header on transports without keys). */
   key?: string;
   /** Codec name; default: the broker's default codec (json). */
-  codec?: string;
+  codec?: CodecName;
 }
+
+/** Options of `publish`: the core's and those of the transport packages imported. */
+export interface PublishOptions extends BasePublishOptions, TransportPublishOptions {}
 
 /** What `subscribe` resolves with: the subscription's filter and group, and the way to end it. */
 export interface Subscription {

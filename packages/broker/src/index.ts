@@ -2,6 +2,12 @@ export type { StandardSchemaV1 } from '@standard-schema/spec';
 export type { Headers, Message } from './message.js';
 export { HEADER } from './message.js';
 export type {
+  BasePublishOptions,
+  BaseSubscribeOptions,
+  CodecName,
+  CodecNames,
+  TransportPublishOptions,
+  TransportSubscribeOptions,
   Broker,
   ConnectionState,
   Handler,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MeterProvider, TextMapPropagator, TracerProvider } from '@opentelemetry/api';
-import type { Handler, HandlerContext, PublishOptions, SubscribeOptions } from './broker.js';
+import type { CodecName, Handler, HandlerContext, PublishOptions, SubscribeOptions } from './broker.js';
 import { CodecRegistry } from './codec/registry.js';
 import { BrokerError, ConfigurationError, PublishError } from './errors.js';
 import { HEADER, type Headers, type Message } from './message.js';
@@ -21,7 +21,7 @@ export interface CommonBrokerOptions {
   /** Codecs for publish and receive. Default: a registry with json, text, bytes and msgpack. */
   codecs?: CodecRegistry;
   /** Codec used when publish or subscribe options name none. Default `json`. */
-  defaultCodec?: string;
+  defaultCodec?: CodecName;
   /** OpenTelemetry spans (`send`/`process`). Default on, using the global tracer provider. */
   tracing?: boolean | { tracerProvider?: TracerProvider; propagator?: TextMapPropagator };
   /** OpenTelemetry `messaging.*` metrics. Default on, using the global meter provider. */

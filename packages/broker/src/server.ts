@@ -78,12 +78,8 @@ export class BrokerServer implements Server {
   }
 
   /** Adds a subscription (transport options ride along); applied at start, or at once when already running. */
-  subscribe<O extends SubscribeOptions & { schema: StandardSchemaV1 }>(
-    topic: string,
-    handler: Handler<StandardSchemaV1.InferOutput<O['schema']>>,
-    options: O,
-  ): this;
-  subscribe<T, O extends SubscribeOptions = SubscribeOptions>(topic: string, handler: Handler<T>, options?: O): this;
+  subscribe<S extends StandardSchemaV1>(topic: string, handler: Handler<StandardSchemaV1.InferOutput<S>>, options: SubscribeOptions<S> & { schema: S }): this;
+  subscribe<T>(topic: string, handler: Handler<T>, options?: SubscribeOptions): this;
   subscribe(topic: string, handler: Handler<never>, given: SubscribeOptions = {}): this {
     const options = given.group === undefined && this.#group !== undefined ? { ...given, group: this.#group } : given;
     const key = `${topic}\u0000${options.group ?? ''}`;

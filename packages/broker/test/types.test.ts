@@ -27,4 +27,40 @@ describe('typings', () => {
     // @ts-expect-error the handler's body type comes from the schema
     server.subscribe('readings/other', (m) => void m.body.missing, { schema: Reading });
   });
+
+  it('refuse misspelt and mistyped options, with or without a schema', () => {
+    class Mistakes {
+      // @ts-expect-error a misspelt core option, with a schema
+      @Subscribe('a', { schema: Reading, deadLeter: 'x' })
+      one(): void {}
+
+      // @ts-expect-error a misspelt core option, without a schema
+      @Subscribe('b', { deadLeter: 'x' })
+      two(): void {}
+
+      // @ts-expect-error an option no package declares
+      @Subscribe('c', { schema: Reading, whatever: true })
+      three(): void {}
+
+      // @ts-expect-error a transport option of the wrong type (MQTT QoS is 0, 1 or 2)
+      @Subscribe('d', { qos: 9 })
+      four(): void {}
+
+      // @ts-expect-error a codec name no codec has
+      @Subscribe('e', { codec: 'yml' })
+      five(): void {}
+
+      @Subscribe('f', { schema: Reading, qos: 2, fromBeginning: false, codec: 'msgpack', retry: { attempts: 2 }, deadLetter: 'dlq' })
+      six(): void {}
+
+      @Subscribe('g', { codec: 'protobuf:report.Event' })
+      seven(): void {}
+    }
+    const server = new BrokerServer({ broker: new MemoryBroker() });
+    // @ts-expect-error a misspelt option on the server too
+    server.subscribe('h', () => undefined, { concurency: 2 });
+    // @ts-expect-error and with a schema
+    server.subscribe('i', () => undefined, { schema: Reading, retries: 2 });
+    expect(subscriptionsOf(new Mistakes()).map((d) => d.topic)).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+  });
 });

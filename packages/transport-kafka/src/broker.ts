@@ -188,6 +188,16 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     if (pending > 0) throw new DrainTimeoutError(pending, drainTimeoutMs);
   }
 
+  /**
+   * Encodes `body` and writes it to `topic` (named through `topicName`), with
+   * `options.key` as the record key. Resolves when the brokers acknowledged the
+   * record (`producer.acks`); publishes issued together share one request.
+   * Settles within `producer.publishTimeoutMs`: a record never sent rejects
+   * with a retriable PublishError, one whose request may still be written with
+   * a retriable TimeoutError. A record larger than the topic accepts, or for a
+   * partition it does not have, rejects with a non-retriable PublishError; a
+   * publish while not connected, with a ConnectionError.
+   */
   publish<T = unknown>(topic: string, body: T, options?: KafkaPublishOptions): Promise<void> {
     if (!this.#usable()) return Promise.reject(new ConnectionError(`cannot publish to ${topic}: Kafka broker is not connected`));
     // The Kafka name is checked once, in #send, which every publish (dead letters too) goes through.
@@ -203,7 +213,25 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     return this.#publish(topic, body, options);
   }
 
+  /**
+   * Consumes `topic` with each body validated by `options.schema` and typed by
+   * its output. A body that fails the schema is not retried: it goes to
+   * `deadLetter`, or without one holds its partition, delivered again and
+   * again. Otherwise as the signature without a schema.
+   */
   subscribe<S extends Schema>(topic: string, handler: Handler<SchemaOutput<S>>, options: KafkaSubscribeOptions<S> & { schema: S }): Promise<Subscription>;
+  /**
+   * Consumes `topic` (a name, no wildcards) in the consumer group
+   * `options.group`, each body decoded by its content type. Resolves once the
+   * member joined its group and has its partitions: no message published after
+   * that is skipped. Failures that may pass are retried within
+   * `startTimeoutMs`; then it rejects with a SubscribeError (an
+   * UnknownTopicError, AuthenticationError or CertificateError where that is the
+   * cause), or at once with a ConfigurationError for a wildcard or a name Kafka
+   * does not allow, a ConnectionError when not connected. The
+   * offset after a message is committed only once its handler succeeded or it
+   * was dead-lettered, never past a message that failed.
+   */
   subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: KafkaSubscribeOptions): Promise<Subscription>;
   async subscribe(topic: string, handler: Handler<never>, options: KafkaSubscribeOptions = {}): Promise<Subscription> {
     const admin = this.#admin;

@@ -1,9 +1,21 @@
 import type { ConnectionOptions } from 'node:tls';
-import { type CommonBrokerOptions, ConfigurationError, type PublishOptions, redactSecrets, type SubscribeOptions } from '@ktransport/broker';
+import {
+  type BasePublishOptions,
+  type BaseSubscribeOptions,
+  type CommonBrokerOptions,
+  ConfigurationError,
+  redactSecrets,
+  type SubscribeOptions,
+} from '@ktransport/broker';
 
 /** SASL mechanisms kafkajs speaks without plugins. */
 export type KafkaSaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
 
+/**
+ * SASL credentials: a mechanism with a user name and password. A login the
+ * brokers refuse rejects `connect()` with an AuthenticationError; the password
+ * is masked in every error and log line.
+ */
 export type KafkaSaslOptions = {
   [M in KafkaSaslMechanism]: { mechanism: M; username: string; password: string };
 }[KafkaSaslMechanism];
@@ -24,6 +36,12 @@ export type KafkaCompression = 'none' | 'gzip';
 /** -1: all in-sync replicas; 1: the leader only; 0: no acknowledgement (fire-and-forget). */
 export type KafkaAcks = -1 | 0 | 1;
 
+/**
+ * How `publish` writes: the acknowledgement it waits for, idempotence,
+ * compression, how publishes share requests, and how long one may take. With
+ * the defaults (acks -1, idempotent) a resolved publish is a record every
+ * in-sync replica has, written once whatever the producer retried.
+ */
 export interface KafkaProducerOptions {
   /** Idempotent producer: no duplicates from producer retries, order kept per partition. Default true (needs acks -1). */
   idempotent?: boolean;
@@ -49,6 +67,11 @@ export interface KafkaProducerOptions {
   publishTimeoutMs?: number;
 }
 
+/**
+ * Group membership timing of every subscription's consumer (session,
+ * heartbeat, rebalance) and the pause of a partition before a failed message is
+ * delivered again.
+ */
 export interface KafkaConsumerOptions {
   /** The group coordinator drops a member it has not heard from for this long. Default 30,000 ms. */
   sessionTimeoutMs?: number;
@@ -69,6 +92,14 @@ export interface KafkaLogEntry {
   readonly fields: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * Options of `KafkaBroker`: the bootstrap servers (the one option without a
+ * default), client id, TLS and SASL, kafkajs' retries, how long start keeps
+ * trying, the health probe, producer and consumer settings, logging and topic
+ * name mapping, plus the options every broker takes (codecs, telemetry,
+ * middleware, drain). Invalid values throw a ConfigurationError in the
+ * constructor.
+ */
 export interface KafkaBrokerOptions extends CommonBrokerOptions {
   /** Bootstrap servers: `host:port`, a list of them, or `kafka://host:port[,host:port]`. */
   brokers: string | readonly string[];
@@ -78,6 +109,7 @@ export interface KafkaBrokerOptions extends CommonBrokerOptions {
   ssl?: boolean | ConnectionOptions;
   /** SASL PLAIN or SCRAM credentials. Default none. */
   sasl?: KafkaSaslOptions;
+  /** kafkajs' backoff for one operation (a request, a connect attempt); `startTimeoutMs` bounds connect and subscribe as a whole. */
   retry?: KafkaRetryOptions;
   /** Let metadata requests create missing topics (if the brokers allow it). Default true. */
   allowAutoTopicCreation?: boolean;
@@ -98,7 +130,9 @@ export interface KafkaBrokerOptions extends CommonBrokerOptions {
    * consumers change `state`. Default 1,000 ms.
    */
   healthCheckIntervalMs?: number;
+  /** How `publish` writes: acks, idempotence, compression, batching, publish timeout. */
   producer?: KafkaProducerOptions;
+  /** Group membership timing and the redelivery pause of every subscription. */
   consumer?: KafkaConsumerOptions;
   /** Receives warn and error lines from kafkajs and the transport. Default: nothing is logged. */
   logger?: (entry: KafkaLogEntry) => void;
@@ -110,16 +144,31 @@ export interface KafkaBrokerOptions extends CommonBrokerOptions {
   topicName?: (topic: string) => string;
 }
 
-export interface KafkaPublishOptions extends PublishOptions {
+/** Options of `KafkaBroker.publish`: the core ones (headers, key, codec) and the partition. */
+export interface KafkaPublishOptions extends BasePublishOptions {
   /** Partition to write to, instead of the one the key (murmur2, as the Java client) or round robin picks. */
   partition?: number;
 }
 
 type Schema = NonNullable<SubscribeOptions['schema']>;
 
-export interface KafkaSubscribeOptions<S extends Schema = Schema> extends SubscribeOptions<S> {
+/** Options of `KafkaBroker.subscribe` and `KafkaServer.subscribe`: the core ones and where a new group starts. */
+export interface KafkaSubscribeOptions<S extends Schema = Schema> extends BaseSubscribeOptions<S> {
   /** Where a group without committed offsets starts: the oldest message (true) or what is published from now on. Default false. */
   fromBeginning?: boolean;
+}
+
+// Kafka's options are options of the core's transport-independent APIs too (`@Subscribe`,
+// `BrokerServer.subscribe`, the `Broker` interface), typed and checked, once this package is imported.
+declare module '@ktransport/broker' {
+  interface TransportSubscribeOptions {
+    /** Kafka: where a group without committed offsets starts, the oldest message (true) or what is published from now on. Default false. */
+    fromBeginning?: boolean;
+  }
+  interface TransportPublishOptions {
+    /** Kafka: partition to write to, instead of the one the key (or round robin) picks. */
+    partition?: number;
+  }
 }
 
 /** Options with defaults applied and checked. */

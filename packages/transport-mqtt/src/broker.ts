@@ -167,6 +167,18 @@ export class MqttBroker implements Broker, ObservableConnection {
     if (running > 0) throw new DrainTimeoutError(running, this.#pipeline.drainTimeoutMs, queued);
   }
 
+  /**
+   * Encodes `body` and publishes it to `topic` with `options.qos` (default 1).
+   * Resolves when the broker accepted the message: on PUBACK (QoS 1), PUBCOMP
+   * (QoS 2), or once written (QoS 0). At most the broker's Receive Maximum QoS
+   * 1/2 publishes are in flight; more wait for a slot instead of being refused.
+   * The topic, every header and the size are checked before anything is sent:
+   * what MQTT cannot carry rejects with a non-retriable InvalidTopicError,
+   * InvalidHeaderError, PayloadTooLargeError or HeadersNotSupportedError (headers
+   * on MQTT 3.1.1), and the connection is not affected. A refusal by the broker
+   * rejects with a PublishError; a publish while not connected or reconnecting,
+   * with a retriable ConnectionError.
+   */
   publish<T = unknown>(topic: string, body: T, options?: MqttPublishOptions): Promise<void> {
     if (this.#phase !== 'open' && this.#phase !== 'draining') {
       return Promise.reject(new ConnectionError(`cannot publish to ${topic}: mqtt broker is not connected`));
@@ -180,7 +192,23 @@ export class MqttBroker implements Broker, ObservableConnection {
     return this.#publish(topic, body, options);
   }
 
+  /**
+   * Delivers messages matching the MQTT filter `topic` (`+` and `#` wildcards)
+   * to `handler`, each body validated by `options.schema` and typed by its
+   * output. A body that fails the schema is not retried: it goes to
+   * `deadLetter`, or without one is delivered again and again. Otherwise as
+   * the signature without a schema.
+   */
   subscribe<S extends Schema>(topic: string, handler: Handler<InferOutput<S>>, options: MqttSubscribeOptions<S> & { schema: S }): Promise<Subscription>;
+  /**
+   * Delivers messages matching the MQTT filter `topic` (`+` and `#` wildcards)
+   * to `handler`, each body decoded by its content type. Resolves once the
+   * broker granted the subscription; rejects with a SubscribeError when it
+   * refuses it, a ConfigurationError for a filter or group MQTT cannot carry, a
+   * ConnectionError when not connected. A message is acknowledged (PUBACK,
+   * PUBREC for QoS 2) only after its handler resolved or it was dead-lettered;
+   * up to `concurrency` handlers run at once, never two with the same key.
+   */
   subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: MqttSubscribeOptions): Promise<Subscription>;
   async subscribe(filter: string, handler: Handler<never>, options: MqttSubscribeOptions = {}): Promise<Subscription> {
     if (this.#phase !== 'open') throw new ConnectionError(`cannot subscribe to ${filter}: mqtt broker is not connected`);

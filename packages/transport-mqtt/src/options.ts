@@ -1,4 +1,4 @@
-import type { CommonBrokerOptions, Headers, PublishOptions, SubscribeOptions } from '@ktransport/broker';
+import type { BasePublishOptions, BaseSubscribeOptions, CodecName, CommonBrokerOptions, Headers, SubscribeOptions } from '@ktransport/broker';
 import { asBuffer, ConfigurationError, hasWildcard, headerText, invalidTextIndex, redactUrl } from '@ktransport/broker';
 import type { IClientOptions } from 'mqtt';
 import { MQTT_MAX_STRING, remainingLength, toProperties } from './headers.js';
@@ -25,7 +25,7 @@ export interface MqttWill {
   topic: string;
   /** Encoded with `codec` (default: the broker's default codec) when the broker is constructed. */
   body: unknown;
-  codec?: string;
+  codec?: CodecName;
   /** User properties of the will (MQTT 5 only; a configuration error on 3.1.1). */
   headers?: Headers;
   /** Default 1. */
@@ -33,6 +33,13 @@ export interface MqttWill {
   retain?: boolean;
 }
 
+/**
+ * Options of `MqttBroker`: where and how to connect (URL, protocol version,
+ * session, credentials, TLS, will), reconnection, flow control and limits,
+ * plus the options every broker takes (codecs, telemetry, middleware, drain).
+ * Every option has a default; invalid values throw a ConfigurationError in the
+ * constructor.
+ */
 export interface MqttBrokerOptions extends CommonBrokerOptions {
   /** `mqtt://`, `mqtts://`, `ws://` or `wss://` URL of the broker. Default `mqtt://127.0.0.1:1883`. */
   url?: string;
@@ -47,10 +54,13 @@ export interface MqttBrokerOptions extends CommonBrokerOptions {
    * `clean: true`, and 4294967295 (never expires, as in 3.1.1) with `clean: false`.
    */
   sessionExpiryInterval?: number;
+  /** User name sent in CONNECT; a refusal rejects `connect()` with an AuthenticationError. */
   username?: string;
+  /** Password sent in CONNECT with `username`. */
   password?: string;
   /** TLS and mutual TLS; only with `mqtts://` or `wss://`. */
   tls?: MqttTlsOptions;
+  /** Message the broker publishes for this client when its connection ends without a DISCONNECT; checked in the constructor. */
   will?: MqttWill;
   /** Seconds between keep-alive pings; a silent connection is dropped after 1.5 times this. Default 60. */
   keepaliveSeconds?: number;
@@ -76,7 +86,12 @@ export interface MqttBrokerOptions extends CommonBrokerOptions {
   redeliveryDelayMs?: number;
 }
 
-export interface MqttPublishOptions extends PublishOptions {
+/**
+ * Options of `MqttBroker.publish`: the core ones (headers, key, codec) and
+ * MQTT's QoS and retain flag. Headers travel as MQTT 5 user properties; on
+ * MQTT 3.1.1 a publish with headers is refused.
+ */
+export interface MqttPublishOptions extends BasePublishOptions {
   /** Default 1: `publish` resolves on PUBACK (QoS 1), PUBCOMP (QoS 2) or once written (QoS 0). */
   qos?: QoS;
   /** Ask the broker to keep the message for future subscribers of the topic. */
@@ -88,9 +103,31 @@ export type Schema = NonNullable<SubscribeOptions['schema']>;
 /** The output type of a Standard Schema. */
 export type InferOutput<S extends Schema> = NonNullable<S['~standard']['types']>['output'];
 
-export interface MqttSubscribeOptions<S extends Schema = Schema> extends SubscribeOptions<S> {
+/**
+ * Options of `MqttBroker.subscribe` and `MqttServer.subscribe`: the core ones
+ * (group, concurrency, schema, retry, dead letter, ...) and the QoS to
+ * subscribe with. A `group` becomes a shared subscription
+ * `$share/{group}/{filter}` unless the broker was created with
+ * `sharedSubscriptions: false`.
+ */
+export interface MqttSubscribeOptions<S extends Schema = Schema> extends BaseSubscribeOptions<S> {
   /** Highest QoS the broker uses to deliver to this subscription. Default 1. */
   qos?: QoS;
+}
+
+// MQTT's options are options of the core's transport-independent APIs too (`@Subscribe`,
+// `BrokerServer.subscribe`, the `Broker` interface), typed and checked, once this package is imported.
+declare module '@ktransport/broker' {
+  interface TransportSubscribeOptions {
+    /** MQTT: highest QoS the broker uses to deliver to this subscription. Default 1. */
+    qos?: QoS;
+  }
+  interface TransportPublishOptions {
+    /** MQTT: 0, 1 (default) or 2. */
+    qos?: QoS;
+    /** MQTT: ask the broker to keep the message for future subscribers of the topic. */
+    retain?: boolean;
+  }
 }
 
 /** Every option with its default applied and checked. */

@@ -42,10 +42,22 @@ export class MqttServer implements Server {
     return this;
   }
 
+  /**
+   * Connects the broker and makes every registered subscription; rejects (and
+   * disconnects) when the connection or any subscription fails, so that a
+   * service never runs without one of its handlers.
+   */
   start(): Promise<void> {
     return this.#server.start();
   }
 
+  /**
+   * Disconnects the broker: no message received but not started is started,
+   * running handlers finish within `drainTimeoutMs` and what finished is
+   * acknowledged; the rest is left unacknowledged, for a persistent session to
+   * receive again. Rejects with a DrainTimeoutError when handlers were still
+   * running at the time limit.
+   */
   stop(): Promise<void> {
     return this.#server.stop();
   }

@@ -36,8 +36,10 @@ describe('configuration errors at construction', () => {
     ['a will body over 65,535 bytes', { will: { topic: 'w', body: 'x'.repeat(70_000), codec: 'text' } }],
     ['a clientId with a control character', { clientId: 'a\u0007b' }],
     ['a username with a noncharacter', { username: 'a\uffff' }],
+    // @ts-expect-error an unknown codec name does not compile either
     ['an unknown will codec', { will: { topic: 'w', body: 1, codec: 'yaml' } }],
     ['receiveMaximum 0', { receiveMaximum: 0 }],
+    // @ts-expect-error an unknown codec name does not compile either
     ['an unknown default codec', { defaultCodec: 'yaml' }],
   ];
   for (const [what, options] of invalid) {

@@ -20,19 +20,16 @@ const declarations = new WeakMap<object, SubscribeDeclaration[]>();
  * Marks a method of an `@injectable()` service as the handler of `topic`. With a
  * `schema`, the method's message body is typed as the schema's output and only
  * valid bodies reach it. Options of the transport (MQTT `qos`, Kafka
- * `fromBeginning`) ride along to the broker's `subscribe`.
+ * `fromBeginning`) ride along to the broker's `subscribe`; they are typed once
+ * the transport package is imported, and a misspelt option is a compile error.
  */
-export function Subscribe<O extends SubscribeOptions & { schema: StandardSchemaV1 }>(
+export function Subscribe<S extends StandardSchemaV1>(
   topic: string,
-  options: O,
-): <M extends HandlerMethod<StandardSchemaV1.InferOutput<O['schema']>>>(
-  target: object,
-  method: string | symbol,
-  descriptor: TypedPropertyDescriptor<M>,
-) => void;
-export function Subscribe<O extends SubscribeOptions>(
+  options: SubscribeOptions<S> & { schema: S },
+): <M extends HandlerMethod<StandardSchemaV1.InferOutput<S>>>(target: object, method: string | symbol, descriptor: TypedPropertyDescriptor<M>) => void;
+export function Subscribe(
   topic: string,
-  options?: O,
+  options?: SubscribeOptions,
 ): <M extends HandlerMethod<never>>(target: object, method: string | symbol, descriptor: TypedPropertyDescriptor<M>) => void;
 export function Subscribe(topic: string, options: SubscribeOptions = {}) {
   return (target: object, method: string | symbol): void => {
