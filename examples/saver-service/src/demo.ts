@@ -36,7 +36,7 @@ async function main(): Promise<number> {
   const embedded = values.broker ? undefined : await startEmbeddedMqtt(0);
   const env = {
     ...process.env,
-    KT_BROKER_URL: values.broker ?? embedded!.url,
+    KT_BROKER_URL: embedded?.url ?? values.broker,
     ...(embedded ? { KT_MQTT_PROTOCOL_VERSION: '4' } : {}),
     KT_DATABASE_URL: values.database ?? `pglite:${join(temp, 'db')}`,
     KT_GRPC_ADDRESS: `127.0.0.1:${await freePort()}`,
@@ -121,17 +121,17 @@ function start(role: string, env: NodeJS.ProcessEnv, children: ChildProcess[]): 
   const output: string[] = [];
   const waiters = new Set<() => void>();
   let buffer = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     buffer += chunk;
     const lines = buffer.split('\n');
-    buffer = lines.pop()!;
+    buffer = lines.pop() ?? '';
     for (const line of lines) {
       output.push(line);
       if (!/stored=\d+ duplicates/.test(line)) err(`  [${role}] ${line}\n`);
     }
     for (const wake of waiters) wake();
   });
-  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => err(`  [${role}] ${chunk}`));
+  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => err(`  [${role}] ${chunk}`));
   return {
     process: proc,
     output,

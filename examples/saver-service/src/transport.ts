@@ -23,7 +23,7 @@ export interface Transport {
 export async function openTransport(config: Config, role: string): Promise<Transport> {
   const clientId = config.instance ?? `saver-service-${role}`;
   const url = config.broker.url;
-  if (url === 'memory:') return { broker: new MemoryBroker(), name: 'memory', close: async () => undefined };
+  if (url === 'memory:') return { broker: new MemoryBroker(), name: 'memory', close: () => Promise.resolve() };
   if (url?.startsWith('kafka://')) {
     // Kafka topic names cannot contain "/": the service's MQTT-style topics map to dotted names.
     // A saver that died is noticed after 10 s, so its partitions move to a live member quickly.
@@ -33,10 +33,10 @@ export async function openTransport(config: Config, role: string): Promise<Trans
       topicName: (topic) => topic.replaceAll('/', '.'),
       consumer: { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000 },
     });
-    return { broker, name: 'kafka', close: async () => undefined };
+    return { broker, name: 'kafka', close: () => Promise.resolve() };
   }
   const persistent = role !== 'agent';
-  if (url) return { broker: mqtt(url, clientId, config.broker.protocolVersion, persistent), name: 'mqtt', close: async () => undefined };
+  if (url) return { broker: mqtt(url, clientId, config.broker.protocolVersion, persistent), name: 'mqtt', close: () => Promise.resolve() };
   const embedded = await startEmbeddedMqtt(config.broker.embeddedPort);
   return { broker: mqtt(embedded.url, clientId, 4, persistent), name: 'mqtt(embedded)', close: () => embedded.close() };
 }

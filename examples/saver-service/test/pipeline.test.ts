@@ -21,8 +21,9 @@ afterAll(async () => {
 async function post(client: ReportClient, ids: string[], concurrency = 16): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < ids.length) {
-      const reportId = ids[next++]!;
+    for (;;) {
+      const reportId = ids[next++];
+      if (reportId === undefined) return;
       await new Promise<void>((resolve, reject) =>
         client.PostReport({ eventName: 'door-open', content: `report ${reportId}`, reportId }, (error) => (error ? reject(error) : resolve())),
       );
@@ -97,7 +98,7 @@ describe('saver-service end to end', () => {
       const before = await db.count('report_events');
       await device.publish('report/event', bad);
       await device.publish('report/event', { reportId: `good-${instance}`, eventName: 'boot', content: 'after the bad one' });
-      await eventually(async () => dead.length >= 1, true);
+      await eventually(() => Promise.resolve(dead.length >= 1), true);
       await eventually(async () => (await db.count('report_events')) - before, 1);
       const [violation] = dead;
       expect(violation?.headers[DEAD_LETTER_HEADER.originalTopic]).toBe('report/event');

@@ -33,8 +33,10 @@ export async function freshDatabase(): Promise<{ url: string; count(table?: stri
           const { rows } = await client
             .query<{ n: string; distinct_ids: string }>(`SELECT count(*) AS n, count(DISTINCT message_id) AS distinct_ids FROM ${t}`)
             .catch(() => ({ rows: [{ n: '0', distinct_ids: '0' }] }));
-          if (rows[0]!.n !== rows[0]!.distinct_ids) throw new Error(`${t} holds a report twice`);
-          total += Number(rows[0]!.n);
+          const [counted] = rows;
+          if (counted === undefined) throw new Error(`counting ${t} returned no row`);
+          if (counted.n !== counted.distinct_ids) throw new Error(`${t} holds a report twice`);
+          total += Number(counted.n);
         }
         return total;
       } finally {
@@ -73,11 +75,11 @@ export async function startService(role: 'agent' | 'saver', env: Record<string, 
   const onData = (chunk: string): void => {
     buffer += chunk;
     const parts = buffer.split('\n');
-    buffer = parts.pop()!;
+    buffer = parts.pop() ?? '';
     lines.push(...parts);
   };
-  proc.stdout!.setEncoding('utf8').on('data', onData);
-  proc.stderr!.setEncoding('utf8').on('data', onData);
+  proc.stdout.setEncoding('utf8').on('data', onData);
+  proc.stderr.setEncoding('utf8').on('data', onData);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const service: Service = {
     process: proc,
@@ -108,8 +110,8 @@ export function runDemo(args: string[], timeoutMs = 180_000): Promise<{ code: nu
     running.add(proc);
     proc.once('exit', () => running.delete(proc));
     let output = '';
-    proc.stdout!.setEncoding('utf8').on('data', (c: string) => (output += c));
-    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
+    proc.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
+    proc.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`demo did not finish in ${timeoutMs} ms:\n${output.slice(-3000)}`));
@@ -133,7 +135,11 @@ export async function health(address: string): Promise<string> {
   ) => HealthClient;
   const client = new Client(address, grpc.credentials.createInsecure());
   try {
-    return await new Promise((resolve, reject) => client.Check({ service: '' }, (error, reply) => (error ? reject(error) : resolve(reply!.status))));
+    return await new Promise((resolve, reject) =>
+      client.Check({ service: '' }, (error, reply) =>
+        error || !reply ? reject(error ?? new Error('the health check answered without a reply')) : resolve(reply.status),
+      ),
+    );
   } finally {
     client.close();
   }
