@@ -17,6 +17,7 @@ export const metadataSetter: TextMapSetter<Metadata> = {
   set: (carrier, key, value) => carrier.set(key, value),
 };
 
+/** Options of `traceMetadata`: whose trace context to send, the metadata to add it to, and the propagator that writes it. */
 export interface TraceMetadataOptions {
   /** Whose span to propagate. Default: the active context. */
   context?: Context;

@@ -29,6 +29,14 @@ export interface GrpcService {
   implementation: UntypedServiceImplementation;
 }
 
+/**
+ * What `grpc.health.v1.Health` reports: the connections (brokers, databases
+ * that implement ObservableConnection) the service depends on. The overall
+ * status (service `''`) and each served service are SERVING while the server
+ * runs and all their dependencies are `connected`, NOT_SERVING otherwise, so
+ * that a load balancer or orchestrator stops sending calls that could not
+ * complete; Watch streams get every change.
+ */
 export interface HealthOptions {
   /** Connections the whole server needs: `''` and every service are SERVING only while all are `connected`. */
   dependencies?: readonly ObservableConnection[];
@@ -40,6 +48,11 @@ export interface HealthOptions {
   services?: Readonly<Record<string, readonly ObservableConnection[]>>;
 }
 
+/**
+ * Where the SERVER span of each call goes, and how the caller's trace context
+ * is read from the request metadata so that the span continues the caller's
+ * trace.
+ */
 export interface GrpcTracingOptions {
   /** Default: the global tracer provider. */
   tracerProvider?: TracerProvider;
@@ -47,6 +60,12 @@ export interface GrpcTracingOptions {
   propagator?: TextMapPropagator;
 }
 
+/**
+ * Options of `GrpcServer`: where to listen and with which credentials, the
+ * services and their middleware, tracing, the health service and how long
+ * `stop()` waits for calls. Every option has a default: `new GrpcServer()`
+ * listens on a free loopback port, with tracing and health on.
+ */
 export interface GrpcServerOptions {
   /** `host:port` to listen on; port 0 picks a free port (read it from `port` after start). Default `127.0.0.1:0`. */
   address?: string;
