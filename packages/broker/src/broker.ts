@@ -106,6 +106,17 @@ export interface Subscription {
 }
 
 /**
+ * Optional ability of a subscription: how much work it holds. Every broker of
+ * ktransport returns subscriptions that have it (its delivery engine's load).
+ */
+export interface SubscriptionLoad {
+  /** Handlers running now. */
+  readonly running: number;
+  /** Messages received and waiting for a handler (failed ones waiting to run again included). */
+  readonly queued: number;
+}
+
+/**
  * A message broker client. `publish` resolves only after the transport accepted
  * the message and rejects with a typed error otherwise.
  */

@@ -17,6 +17,7 @@ export type {
   RetryPolicy,
   SubscribeOptions,
   Subscription,
+  SubscriptionLoad,
 } from './broker.js';
 export {
   AuthenticationError,

@@ -1,73 +1,105 @@
 import type { Broker, ConnectionState, Handler, ObservableConnection, PublishOptions, SubscribeOptions, Subscription } from '../broker.js';
-import { InFlight } from '../drain.js';
+import type { Delivery } from '../engine/delivery.js';
+import { DeliveryEngine } from '../engine/engine.js';
+import { GroupPicker } from '../engine/pick.js';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } from '../errors.js';
 import type { OutgoingMessage } from '../middleware/middleware.js';
-import { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
+import { type CommonBrokerOptions, MessagePipeline, type RawMessage } from '../pipeline.js';
 import { assertFilter, assertPublishTopic } from '../topic.js';
-import { Fifo } from './fifo.js';
 import { TopicTrie } from './trie.js';
 
+/** Options of `MemoryBroker`. */
 export interface MemoryBrokerOptions extends CommonBrokerOptions {
   /** Wait before a message whose handler failed is delivered again. Default 50 ms. */
   redeliveryDelayMs?: number;
   /** Largest payload accepted by `publish`; larger ones are refused with a PublishError. Default 16 MiB. */
   maxPayloadBytes?: number;
+  /**
+   * Messages a subscription holds waiting for a handler; when it is full, `publish`
+   * waits until it has drained to half (publishers slow down to the handlers'
+   * pace instead of filling memory). Default 1,000.
+   */
+  maxQueued?: number;
 }
 
-/** One message on its way to a member; counted in flight (by its first member) until handled, dead-lettered or abandoned. */
-interface Delivery {
-  readonly message: RawMessage;
-  readonly owner: Member;
-}
-
-/** One subscriber: a queue drained by at most `concurrency` handlers at once. */
+/** One `subscribe()` call: its engine, and publishes waiting while its queue is full. */
 class Member {
-  readonly queue = new Fifo<Delivery>();
-  running = 0;
   active = true;
-  readonly inFlight = new InFlight();
+  paused = false;
+  #waiting: (() => void)[] = [];
+  readonly engine: DeliveryEngine;
 
   constructor(
-    readonly consumer: Consumer,
-    readonly concurrency: number,
     readonly route: Route,
-  ) {}
+    options: { consumer: MemberConsumer; concurrency: number; maxQueued: number; redeliveryDelayMs: number },
+  ) {
+    this.engine = new DeliveryEngine({
+      ...options,
+      flow: {
+        perKey: false,
+        pause: () => (this.paused = true),
+        resume: () => {
+          this.paused = false;
+          for (const go of this.#waiting.splice(0)) go();
+        },
+      },
+    });
+  }
+
+  /** Resolves once the queue has room (at once when it has). */
+  room(): Promise<void> {
+    if (!this.paused || !this.active) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** Lets waiting publishes go on (the member is gone; they route elsewhere or nowhere). */
+  release(): void {
+    this.active = false;
+    for (const go of this.#waiting.splice(0)) go();
+  }
 }
+
+type MemberConsumer = ConstructorParameters<typeof DeliveryEngine>[0]['consumer'];
 
 /** Where one matching publish goes: every ungrouped subscription, or one member of a group. */
 class Route {
   readonly members: Member[] = [];
-  #next = 0;
+  readonly #picker = new GroupPicker();
 
   constructor(
     readonly filter: string,
     readonly group: string | undefined,
   ) {}
 
-  pick(): Member | undefined {
-    const members = this.members.filter((m) => m.active);
-    if (members.length === 0) return undefined;
-    return members[this.#next++ % members.length];
+  /** The members that get a message with this key. */
+  targets(key: string | undefined): Member[] {
+    const active = this.members.filter((m) => m.active);
+    if (this.group === undefined) return active;
+    const member = this.#picker.pick(active, key);
+    return member === undefined ? [] : [member];
   }
 }
 
+/** Nothing to acknowledge to in-process: a delivery ends in the engine. */
+const settled = (): void => undefined;
+
 /**
  * A complete in-process broker: MQTT-style filters matched through a topic trie,
- * groups that load-balance, redelivery when a handler fails, bounded concurrency
- * and drain on disconnect. It is the embedded default and a test double for
- * unit tests of code that takes a `Broker`.
+ * groups that load-balance (by key, in turn without one), and the core delivery
+ * engine for every subscription (per-key order, bounded queue that makes
+ * `publish` wait, redelivery when a handler fails, drain on disconnect). It is
+ * the embedded default and a test double for code that takes a `Broker`.
  */
 export class MemoryBroker implements Broker, ObservableConnection {
   readonly system = 'memory';
   readonly #pipeline: MessagePipeline;
   #trie = new TopicTrie<Route>();
   readonly #groups = new Map<string, Route>();
-  readonly #inFlight = new InFlight();
   readonly #members = new Set<Member>();
   readonly #redeliveryDelayMs: number;
   readonly #maxPayloadBytes: number;
+  readonly #maxQueued: number;
   readonly #publish: (topic: string, body: unknown, options?: PublishOptions) => Promise<void>;
-  #abort = new AbortController();
   #state: 'disconnected' | 'connected' | 'closing' = 'disconnected';
   readonly #listeners = new Set<(state: ConnectionState) => void>();
 
@@ -75,6 +107,10 @@ export class MemoryBroker implements Broker, ObservableConnection {
     this.#pipeline = new MessagePipeline(this.system, options);
     this.#redeliveryDelayMs = options.redeliveryDelayMs ?? 50;
     this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
+    this.#maxQueued = options.maxQueued ?? 1_000;
+    if (!Number.isInteger(this.#maxQueued) || this.#maxQueued < 1)
+      throw new ConfigurationError(`maxQueued must be a whole number >= 1, got ${this.#maxQueued}`);
+    if (!(this.#redeliveryDelayMs >= 0)) throw new ConfigurationError(`redeliveryDelayMs must be >= 0, got ${this.#redeliveryDelayMs}`);
     this.#publish = this.#pipeline.publisher<PublishOptions>((message) => this.#route(message));
   }
 
@@ -83,6 +119,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
     return this.#state === 'connected' ? 'connected' : 'disconnected';
   }
 
+  /** Calls the listener on every change; returns a function that removes it. */
   onStateChange(listener: (state: ConnectionState) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -90,19 +127,9 @@ export class MemoryBroker implements Broker, ObservableConnection {
 
   /** Opens the broker (nothing to reach: it lives in this process). */
   connect(): Promise<void> {
-    try {
-      this.#connect();
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return Promise.resolve();
-  }
-
-  #connect(): void {
-    if (this.#state === 'closing') throw new ConnectionError('memory broker is disconnecting');
-    if (this.#state === 'connected') return;
-    this.#abort = new AbortController();
+    if (this.#state === 'closing') return Promise.reject(new ConnectionError('memory broker is disconnecting'));
     this.#setState('connected');
+    return Promise.resolve();
   }
 
   #setState(state: 'disconnected' | 'connected' | 'closing'): void {
@@ -111,28 +138,28 @@ export class MemoryBroker implements Broker, ObservableConnection {
     if (this.state !== before) for (const listener of this.#listeners) listener(this.state);
   }
 
+  /**
+   * Stops taking publishes and lets every subscription finish what it holds,
+   * queued messages included, within `drainTimeoutMs`: an in-process broker has
+   * nobody to hand them back to. Rejects with DrainTimeoutError when handlers
+   * were still running then (and counts the queued messages that were dropped).
+   */
   async disconnect(): Promise<void> {
     if (this.#state !== 'connected') return;
     this.#setState('closing');
-    // Queued messages are still handled while draining: an in-process broker cannot deliver them again later.
-    const pending = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
-    this.#abort.abort(new ConnectionError('memory broker disconnected'));
-    let queued = 0;
-    for (const member of this.#members) {
-      member.active = false;
-      for (const delivery of member.queue.drain()) {
-        queued++;
-        this.#settle(delivery);
-      }
-    }
+    const members = [...this.#members];
+    for (const member of members) member.release();
+    const results = await Promise.all(members.map((member) => member.engine.finish(this.#pipeline.drainTimeoutMs)));
     this.#members.clear();
     this.#groups.clear();
     this.#trie = new TopicTrie<Route>();
     this.#setState('disconnected');
-    if (pending > 0) throw new DrainTimeoutError(pending - queued, this.#pipeline.drainTimeoutMs, queued);
+    const running = results.reduce((sum, r) => sum + r.running, 0);
+    const queued = results.reduce((sum, r) => sum + r.queued, 0);
+    if (running > 0 || queued > 0) throw new DrainTimeoutError(running, this.#pipeline.drainTimeoutMs, queued);
   }
 
-  /** Encodes `body` and queues it for every matching subscription; resolves once it is queued. */
+  /** Encodes `body` and queues it for every matching subscription; resolves once it is queued (waiting while a queue is full). */
   publish<T = unknown>(topic: string, body: T, options?: PublishOptions): Promise<void> {
     if (this.#state !== 'connected') return Promise.reject(new ConnectionError(`cannot publish to ${topic}: memory broker is not connected`));
     try {
@@ -155,8 +182,6 @@ export class MemoryBroker implements Broker, ObservableConnection {
   #subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions): Subscription {
     if (this.#state !== 'connected') throw new ConnectionError(`cannot subscribe to ${filter}: memory broker is not connected`);
     assertFilter(filter);
-    const concurrency = options.concurrency ?? 1;
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     const consumer = this.#pipeline.consumer(
       filter,
       handler,
@@ -165,24 +190,37 @@ export class MemoryBroker implements Broker, ObservableConnection {
     );
     const key = options.group === undefined ? undefined : `${options.group}\u0000${filter}`;
     let route = key === undefined ? undefined : this.#groups.get(key);
-    if (!route) {
-      route = new Route(filter, options.group);
+    const fresh = !route;
+    route ??= new Route(filter, options.group);
+    const member = new Member(route, {
+      consumer,
+      concurrency: options.concurrency ?? 1,
+      maxQueued: this.#maxQueued,
+      redeliveryDelayMs: this.#redeliveryDelayMs,
+    });
+    if (fresh) {
       this.#trie.add(filter, route);
       if (key !== undefined) this.#groups.set(key, route);
     }
-    const member = new Member(consumer, concurrency, route);
     route.members.push(member);
     this.#members.add(member);
+    const engine = member.engine;
     return {
       topic: filter,
       ...(options.group === undefined ? {} : { group: options.group }),
+      get running() {
+        return engine.running;
+      },
+      get queued() {
+        return engine.queued;
+      },
       unsubscribe: () => this.#unsubscribe(member, key),
     };
   }
 
   async #unsubscribe(member: Member, key: string | undefined): Promise<void> {
-    if (!member.active) return;
-    member.active = false;
+    if (!member.active || !this.#members.has(member)) return;
+    member.release();
     const route = member.route;
     route.members.splice(route.members.indexOf(member), 1);
     this.#members.delete(member);
@@ -191,7 +229,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
       if (key !== undefined) this.#groups.delete(key);
     }
     // What was already queued for this member is still handled: it was accepted for it.
-    await member.inFlight.idle(this.#pipeline.drainTimeoutMs);
+    await member.engine.finish(this.#pipeline.drainTimeoutMs);
   }
 
   #route(message: OutgoingMessage<PublishOptions>): Promise<void> {
@@ -210,70 +248,28 @@ export class MemoryBroker implements Broker, ObservableConnection {
     if (message.key !== undefined) raw.key = message.key;
     const id = message.headers['message-id'];
     if (id !== undefined) raw.id = id;
-    const targets: Member[] = [];
-    for (const route of this.#trie.match(message.topic)) {
-      if (route.group === undefined) for (const member of route.members) targets.push(member);
-      else {
-        const member = route.pick();
-        if (member) targets.push(member);
-      }
+    return this.#deliver(raw);
+  }
+
+  /** Queues the message for every target; while one of them is full, waits for room and routes again. */
+  #deliver(raw: RawMessage): Promise<void> {
+    if (this.#state !== 'connected') {
+      return Promise.reject(new ConnectionError(`cannot publish to ${raw.topic}: the memory broker disconnected before the message was queued`));
     }
+    const targets: Member[] = [];
+    for (const route of this.#trie.match(raw.topic)) for (const member of route.targets(raw.key)) targets.push(member);
+    const full = targets.find((member) => member.paused);
+    if (full) return full.room().then(() => this.#deliver(raw));
     // Each member gets a message of its own; a single one can have the original.
     const only = targets.length === 1 ? targets[0] : undefined;
-    if (only !== undefined) this.#accept(only, raw);
-    else for (const member of targets) this.#accept(member, { ...raw, headers: { ...raw.headers } });
-    return Promise.resolve();
+    if (only !== undefined) only.engine.push(delivery(raw));
+    else for (const member of targets) member.engine.push(delivery({ ...raw, headers: { ...raw.headers } }));
+    return RESOLVED;
   }
+}
 
-  /** Tracks a new delivery from acceptance until it is handled, so that drain waits for queued messages too. */
-  #accept(member: Member, message: RawMessage): void {
-    this.#inFlight.enter();
-    member.inFlight.enter();
-    this.#enqueue(member, { message, owner: member });
-  }
+const RESOLVED = Promise.resolve();
 
-  #settle(delivery: Delivery): void {
-    delivery.owner.inFlight.leave();
-    this.#inFlight.leave();
-  }
-
-  #enqueue(member: Member, delivery: Delivery): void {
-    member.queue.push(delivery);
-    this.#pump(member);
-  }
-
-  #pump(member: Member): void {
-    while (member.running < member.concurrency) {
-      const delivery = member.queue.shift();
-      if (delivery === undefined) break;
-      member.running++;
-      void member.consumer(delivery.message, this.#abort.signal).then(
-        () => {
-          member.running--;
-          this.#settle(delivery);
-          this.#pump(member);
-        },
-        () => {
-          member.running--;
-          this.#redeliver(member, delivery);
-          this.#pump(member);
-        },
-      );
-    }
-  }
-
-  /** A failed message goes back to its route after a delay (to another member of a group if one is left). */
-  #redeliver(member: Member, delivery: Delivery): void {
-    const signal = this.#abort.signal;
-    const giveUp = (): void => {
-      clearTimeout(timer);
-      this.#settle(delivery);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', giveUp);
-      const target = member.route.group === undefined ? member : (member.route.pick() ?? member);
-      this.#enqueue(target, delivery);
-    }, this.#redeliveryDelayMs);
-    signal.addEventListener('abort', giveUp, { once: true });
-  }
+function delivery(message: RawMessage): Delivery {
+  return { message, orderingKey: message.key, ack: settled, nack: settled };
 }

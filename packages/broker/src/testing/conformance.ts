@@ -18,6 +18,18 @@ export interface BrokerFeatures {
   orderingPerKey: boolean;
   /** A message whose handler failed is delivered again. */
   redelivery: boolean;
+  /**
+   * Draining on disconnect still handles queued messages (an in-process broker,
+   * which has nobody to hand them back to). Otherwise nothing queued starts once
+   * disconnect began, and the broker keeps it for redelivery.
+   */
+  drainFinishesQueue?: boolean;
+  /**
+   * The most messages a subscription holds queued (its subscriptions report
+   * `queued`, `SubscriptionLoad`), as the broker made by `createBroker` is
+   * configured; enables the bounded-intake case.
+   */
+  intakeBound?: number;
 }
 
 /** How to make brokers for the conformance kit and which features the transport declares. */
@@ -460,6 +472,219 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
       } finally {
         await second.disconnect();
       }
+    }
+  });
+
+  add(
+    'keeps per-key order with an async handler of random duration and concurrency 4',
+    async () => {
+      const broker = await open();
+      try {
+        const t = await topic('order-async');
+        const last = new Map<string, number>();
+        const violations: string[] = [];
+        let count = 0;
+        await broker.subscribe<Body>(
+          t,
+          async (m) => {
+            await sleep(Math.random() * 5);
+            const key = m.body.key ?? '?';
+            if ((last.get(key) ?? -1) >= m.body.n) violations.push(`${key}: ${m.body.n} after ${last.get(key)}`);
+            last.set(key, m.body.n);
+            count++;
+          },
+          { ...extra, concurrency: 4 },
+        );
+        // Fewer keys than handlers: without per-key serialization, messages of one key run side by side.
+        const keys = ['a', 'b'];
+        await Promise.all(
+          keys.map(async (key) => {
+            for (let n = 0; n < 60; n++) await broker.publish<Body>(t, { n, key }, { key });
+          }),
+        );
+        await waitFor(
+          () => count >= 120,
+          waitMs,
+          () => `received ${count}`,
+        );
+        assert.deepEqual(violations, []);
+      } finally {
+        await broker.disconnect();
+      }
+    },
+    f.orderingPerKey,
+  );
+
+  add(
+    'a stuck message of one key does not hold up the other keys',
+    async () => {
+      const broker = await open();
+      let release = (): void => undefined;
+      const stuck = new Promise<void>((resolve) => (release = resolve));
+      try {
+        const t = await topic('stuck');
+        const handled = new Map<string, number>();
+        let stuckStarted = false;
+        await broker.subscribe<Body>(
+          t,
+          async (m) => {
+            if (m.body.text === 'stuck') {
+              stuckStarted = true;
+              await stuck;
+            }
+            const key = m.body.key ?? '?';
+            handled.set(key, (handled.get(key) ?? 0) + 1);
+          },
+          { ...extra, concurrency: 4 },
+        );
+        await broker.publish<Body>(t, { n: 0, key: 'k0', text: 'stuck' }, { key: 'k0' });
+        await waitFor(
+          () => stuckStarted,
+          waitMs,
+          () => 'the stuck message never started',
+        );
+        // Published after the stuck one, under other keys (on Kafka most of them land on other partitions).
+        const keys = Array.from({ length: 12 }, (_, i) => `k${i + 1}`);
+        for (let n = 1; n <= 5; n++) for (const key of keys) await broker.publish<Body>(t, { n, key }, { key });
+        await waitFor(
+          () => keys.some((key) => handled.get(key) === 5),
+          waitMs,
+          () => `with k0 stuck, handled ${JSON.stringify([...handled])}`,
+        );
+        assert.equal(handled.get('k0'), undefined, 'the stuck message finished before it was released');
+        release();
+        await waitFor(
+          () => handled.get('k0') === 1 && keys.every((key) => handled.get(key) === 5),
+          waitMs,
+          () => `after the release, handled ${JSON.stringify([...handled])}`,
+        );
+      } finally {
+        release();
+        await broker.disconnect();
+      }
+    },
+    f.orderingPerKey,
+  );
+
+  add(
+    'drain starts no queued message once disconnect began',
+    async () => {
+      const t = await topic('drain-queued');
+      const group = `g-${runId}-drain-queued`;
+      const started: number[] = [];
+      let disconnecting = false;
+      let startedWhileDisconnecting = 0;
+      const first = await open();
+      await first.subscribe<Body>(
+        t,
+        async (m) => {
+          if (disconnecting) startedWhileDisconnecting++;
+          started.push(m.body.n);
+          await sleep(200);
+        },
+        { ...extra, group, concurrency: 1 },
+      );
+      for (let n = 0; n < 20; n++) await first.publish<Body>(t, { n });
+      await waitFor(
+        () => started.length >= 1,
+        waitMs,
+        () => 'no handler started',
+      );
+      await sleep(50);
+      disconnecting = true;
+      const begun = Date.now();
+      await first.disconnect();
+      const took = Date.now() - begun;
+      assert.equal(startedWhileDisconnecting, 0, 'a queued message started after disconnect began');
+      assert.ok(took < 2_000, `disconnect took ${took} ms with one 200 ms handler running`);
+      if (f.persistent) {
+        const second = await open();
+        const rest = new Set<number>();
+        try {
+          await second.subscribe<Body>(t, (m) => void rest.add(m.body.n), { ...extra, group });
+          await waitFor(
+            () => [...Array(20).keys()].every((n) => started.includes(n) || rest.has(n)),
+            waitMs,
+            () => `handled ${started.join(',')} then ${[...rest].join(',')}`,
+          );
+        } finally {
+          await second.disconnect();
+        }
+      }
+    },
+    f.drainFinishesQueue !== true,
+  );
+
+  const intakeBound = f.intakeBound;
+  add(
+    'bounds intake: the queue never exceeds its bound while a slow handler runs',
+    async () => {
+      if (intakeBound === undefined) throw new Error('the bounded-intake case needs features.intakeBound');
+      const broker = await open();
+      let publishing = true;
+      try {
+        const t = await topic('intake');
+        let handled = 0;
+        const subscription = await broker.subscribe<Body>(
+          t,
+          async () => {
+            await sleep(20);
+            handled++;
+          },
+          { ...extra, concurrency: 1 },
+        );
+        if (!('queued' in subscription)) throw new Error('the subscription does not report its load (SubscriptionLoad)');
+        const load = subscription as unknown as { readonly queued: number };
+        const total = intakeBound * 3;
+        const sent = (async () => {
+          for (let n = 0; n < total && publishing; n++) await broker.publish<Body>(t, { n, text: 'x'.repeat(100) });
+        })();
+        let most = 0;
+        const until = Date.now() + Math.min(waitMs, 4_000);
+        while (Date.now() < until) {
+          most = Math.max(most, load.queued);
+          await sleep(10);
+        }
+        assert.ok(most > 0, 'nothing was ever queued: the case did not load the subscription');
+        assert.ok(most <= intakeBound, `the queue held ${most} messages; the bound is ${intakeBound}`);
+        assert.ok(handled > 0, 'nothing was handled');
+        publishing = false;
+        await sent.catch(() => undefined);
+      } finally {
+        publishing = false;
+        await broker.disconnect().catch(() => undefined);
+      }
+    },
+    intakeBound !== undefined,
+  );
+
+  add('dead letters keep the key and the headers of the original', async () => {
+    const broker = await open();
+    try {
+      const [t, dlq] = [await topic('dlq-key'), await topic('dlq-key-dead')];
+      const dead: Message<Body>[] = [];
+      await broker.subscribe<Body>(dlq, (m) => void dead.push(m), extra);
+      await broker.subscribe<Body>(
+        t,
+        () => {
+          throw new Error('refused');
+        },
+        { ...extra, deadLetter: dlq },
+      );
+      await broker.publish<Body>(t, { n: 1 }, { key: 'same-customer', headers: { tenant: 'acme', 'x-trace-note': 'kept' } });
+      await waitFor(
+        () => dead.length === 1,
+        waitMs,
+        () => 'nothing dead-lettered',
+      );
+      const [m] = dead;
+      assert.equal(m?.key, 'same-customer');
+      assert.equal(m?.headers.tenant, 'acme');
+      assert.equal(m?.headers['x-trace-note'], 'kept');
+      assert.equal(m?.headers[DEAD_LETTER_HEADER.error], 'refused');
+      assert.deepEqual(m?.body, { n: 1 });
+    } finally {
+      await broker.disconnect();
     }
   });
 
