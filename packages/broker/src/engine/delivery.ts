@@ -29,7 +29,9 @@ export interface Delivery {
  */
 export interface FlowControl {
   readonly perKey: boolean;
+  /** Stop taking deliveries (of this key, with `perKey`): the engine's queue is full. */
   pause(key: string | undefined): void;
+  /** Take deliveries again: the queue drained to half its bound. */
   resume(key: string | undefined): void;
 }
 
