@@ -24,6 +24,8 @@ step "linting"
 pnpm exec eslint .
 step "checking formatting (npm run format fixes it)"
 pnpm exec prettier --check . >/dev/null
+step "checking the API reference: every public export has a doc comment (npm run docs writes it)"
+pnpm exec typedoc --emit none
 step "quick suite on Node $OLDEST_NODE: unit tests and the conformance kit on MemoryBroker"
 on_node "$OLDEST_NODE" bash scripts/pnpm.sh exec vitest run --project unit
 step "making sure Mosquitto answers on 127.0.0.1:1883"
