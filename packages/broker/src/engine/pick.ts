@@ -7,6 +7,7 @@
 export class GroupPicker {
   #next = 0;
 
+  /** The member for a message with this key (undefined when there is no member). */
   pick<M>(members: readonly M[], key: string | undefined): M | undefined {
     if (members.length <= 1) return members[0];
     const index = key === undefined ? this.#next++ : keyHash(key);
