@@ -1,23 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import type { Broker, ConnectionState, Handler, ObservableConnection, OutgoingMessage, RawMessage, Subscription } from '@ktransport/broker';
+import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
+import { ConfigurationError, ConnectionError, DrainTimeoutError, HEADER } from '@ktransport/broker';
 import {
   assertFilter,
   assertPublishTopic,
-  ConfigurationError,
-  ConnectionError,
-  DrainTimeoutError,
-  HEADER,
   headerText,
-  InFlight,
   invalidTextIndex,
   MessagePipeline,
-} from '@ktransport/broker';
+  type OutgoingMessage,
+  type RawMessage,
+  type StopResult,
+} from '@ktransport/broker/transport';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { Acks, type Incoming } from './acks.js';
 import { Connection } from './connection.js';
 import { sharedSubscriptionsUnavailable, subscribeFailure } from './errors.js';
 import { fromPacket, KEY_HEADER, MQTT_MAX_STRING } from './headers.js';
-import { Member, type MemberHost } from './member.js';
+import { Member } from './member.js';
 import type {
   EncodedWill,
   InferOutput,
@@ -42,10 +41,13 @@ interface Parked {
 }
 
 /**
- * A Broker over MQTT 3.1.1 or 5 (mqtt.js). One connection carries every
- * subscription; incoming messages are routed to subscribers by subscription
- * identifier or topic trie, handled with bounded concurrency and acknowledged
- * only after their handlers settle. See the package README for the semantics.
+ * A Broker over MQTT 3.1.1 or 5 (mqtt.js): the MQTT wire on the core delivery
+ * engine. One connection carries every subscription; a received PUBLISH is
+ * routed to subscriptions by subscription identifier or topic trie, each
+ * `subscribe()` call hands its share to its own DeliveryEngine (queue,
+ * concurrency, per-key order, redelivery, drain), and the PUBLISH is
+ * acknowledged only once every delivery made from it was handled. See the
+ * package README for the semantics.
  */
 export class MqttBroker implements Broker, ObservableConnection {
   readonly system = 'mqtt';
@@ -56,14 +58,11 @@ export class MqttBroker implements Broker, ObservableConnection {
   readonly #clientOptions: IClientOptions;
   readonly #connection: Connection;
   readonly #routes: RouteTable;
+  /** Every subscription whose engine may still hold deliveries: subscribed, or unsubscribing and finishing. */
   readonly #members = new Set<Member>();
-  readonly #inFlight = new InFlight();
-  readonly #redeliveries = new Map<NodeJS.Timeout, () => void>();
-  readonly #host: MemberHost;
   #parked: Parked[] = [];
   #client: MqttClient | undefined;
   #acks: Acks | undefined;
-  #abort = new AbortController();
   #phase: Phase = 'idle';
   #connecting: Promise<void> | undefined;
 
@@ -81,20 +80,6 @@ export class MqttBroker implements Broker, ObservableConnection {
       () => this.#connection.state === 'connected',
     );
     this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#sender.send(message));
-    const abort = (): AbortSignal => this.#abort.signal;
-    // Draining starts nothing new: queued deliveries are left to the broker (see disconnect()).
-    const open = (): boolean => this.#phase === 'open';
-    this.#host = {
-      get signal() {
-        return abort();
-      },
-      get open() {
-        return open();
-      },
-      enter: () => this.#inFlight.enter(),
-      leave: () => this.#inFlight.leave(),
-      later: (again, abandon) => this.#later(again, abandon),
-    };
   }
 
   get state(): ConnectionState {
@@ -115,7 +100,6 @@ export class MqttBroker implements Broker, ObservableConnection {
 
   async #open(): Promise<void> {
     this.#phase = 'connecting';
-    this.#abort = new AbortController();
     try {
       this.#client = await this.#connection.open(this.#clientOptions, (client) => {
         this.#client = client;
@@ -131,31 +115,29 @@ export class MqttBroker implements Broker, ObservableConnection {
   }
 
   /**
-   * Stops taking messages and starts no queued one: messages received but not
-   * started (and failed ones waiting for redelivery) are given up at once,
-   * unacknowledged. Lets the handlers already running finish (bounded by
-   * drainTimeoutMs) and acknowledges them, then closes without acknowledging the
-   * rest: a persistent session gets those again.
+   * Stops taking messages and starts no queued one: every subscription's engine
+   * stops (the core's drain). Messages received but not started, and failed ones
+   * waiting for redelivery, are given up at once, unacknowledged. The handlers
+   * already running may finish (bounded by drainTimeoutMs) and are acknowledged,
+   * then the connection closes without acknowledging the rest: a persistent
+   * session gets those again. Rejects with DrainTimeoutError only when handlers
+   * were still running at the time limit.
    */
   async disconnect(): Promise<void> {
     if (this.#connecting) await this.#connecting.catch(() => undefined);
     if (this.#phase !== 'open') return;
     this.#phase = 'draining';
-    let queued = this.#redeliveries.size + this.#parked.length;
-    for (const [timer, abandon] of this.#redeliveries) {
-      clearTimeout(timer);
-      abandon();
-    }
-    this.#redeliveries.clear();
+    let queued = this.#parked.length;
     for (const { incoming } of this.#parked.splice(0)) incoming.finish(false);
-    for (const member of this.#members) queued += member.abandon();
-    const running = await this.#inFlight.idle(this.#pipeline.drainTimeoutMs);
-    this.#phase = 'closing';
-    this.#abort.abort(new ConnectionError('mqtt broker disconnected'));
-    for (const member of this.#members) {
-      member.active = false;
-      member.abandon();
+    const members = [...this.#members];
+    for (const member of members) this.#detach(member);
+    const results: StopResult[] = await Promise.all(members.map((member) => member.engine.stop(this.#pipeline.drainTimeoutMs)));
+    let running = 0;
+    for (const result of results) {
+      running += result.running;
+      queued += result.queued;
     }
+    this.#phase = 'closing';
     this.#members.clear();
     this.#routes.clear();
     this.#acks?.close();
@@ -231,7 +213,7 @@ export class MqttBroker implements Broker, ObservableConnection {
     const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter);
     const existing = this.#routes.get(filter, group);
     const route = existing ?? this.#routes.add(filter, group, wanted);
-    const member = new Member(consumer, concurrency, wanted, route, this.#host);
+    const member = new Member(wanted, route, { consumer, concurrency, redeliveryDelayMs: this.#options.redeliveryDelayMs });
     route.members.push(member);
     this.#members.add(member);
     // From here on new messages for the route reach the member: what the resumed session delivered
@@ -242,13 +224,23 @@ export class MqttBroker implements Broker, ObservableConnection {
       await route.ready;
     } catch (error) {
       this.#detach(member);
+      // Parked messages it may have taken were accepted for it: they are still handled, as on unsubscribe.
+      void member.engine.finish(this.#pipeline.drainTimeoutMs).finally(() => this.#members.delete(member));
       throw error;
     }
-    return {
+    const engine = member.engine;
+    const subscription: Subscription & SubscriptionLoad = {
       topic: filter,
       ...(group === undefined ? {} : { group }),
+      get running() {
+        return engine.running;
+      },
+      get queued() {
+        return engine.queued;
+      },
       unsubscribe: () => this.#unsubscribe(member),
     };
+    return subscription;
   }
 
   async #mqttSubscribe(route: Route, wanted: QoS): Promise<void> {
@@ -286,14 +278,20 @@ export class MqttBroker implements Broker, ObservableConnection {
       ]);
       clearTimeout(timer);
     }
-    // What was already received for this member is still handled: it was accepted for it.
-    await member.inFlight.idle(this.#pipeline.drainTimeoutMs);
+    // What was already received for this subscription is still handled: it was accepted for it.
+    // (A disconnect() meanwhile stops the engine, which ends this wait too.)
+    await member.engine.finish(this.#pipeline.drainTimeoutMs);
+    this.#members.delete(member);
   }
 
-  /** Removes a member; returns its route when that was the last member (the MQTT subscription should go). */
+  /**
+   * Takes a member out of its route: nothing new is routed to it (its engine
+   * keeps what it holds). Returns the route when that was its last member (the
+   * MQTT subscription should go).
+   */
   #detach(member: Member): Route | undefined {
+    if (!member.active) return undefined;
     member.active = false;
-    this.#members.delete(member);
     const route = member.route;
     const index = route.members.indexOf(member);
     if (index >= 0) route.members.splice(index, 1);
@@ -315,13 +313,26 @@ export class MqttBroker implements Broker, ObservableConnection {
         else (more ??= [only]).push(member);
       }
     }
+    if (only === undefined) {
+      // A resumed session delivers before subscribe() is called again: keep it for that subscription.
+      if (!this.#options.clean) this.#parked.push({ incoming, message });
+      else incoming.finish(true);
+      return;
+    }
     // Every member gets a message of its own; a single one can have the one just made.
-    if (more) for (const member of more) member.accept({ ...message, headers: { ...message.headers } }, incoming);
-    else if (only) only.accept(message, incoming);
-    if (only) return;
-    // A resumed session delivers before subscribe() is called again: keep it for that subscription.
-    if (!this.#options.clean) this.#parked.push({ incoming, message });
-    else incoming.finish(true);
+    if (more) this.#pushAll(incoming, message, more);
+    else only.push(message, incoming);
+  }
+
+  /**
+   * Hands copies of one message to several members. The packet is held across
+   * the loop, so that a delivery settled at once (an engine that stopped taking
+   * any) cannot settle the packet before the others are counted.
+   */
+  #pushAll(incoming: Incoming, message: RawMessage, members: readonly Member[]): void {
+    incoming.hold();
+    for (const member of members) member.push({ ...message, headers: { ...message.headers } }, incoming);
+    incoming.release(true);
   }
 
   #unpark(route: Route): void {
@@ -329,8 +340,8 @@ export class MqttBroker implements Broker, ObservableConnection {
     const left: Parked[] = [];
     for (const parked of this.#parked) {
       const targets = matches(route.filter, parked.incoming.topic) ? route.targets(parked.message.key) : [];
-      for (const member of targets) member.accept({ ...parked.message, headers: { ...parked.message.headers } }, parked.incoming);
       if (targets.length === 0) left.push(parked);
+      else this.#pushAll(parked.incoming, parked.message, targets);
     }
     this.#parked = left;
   }
@@ -345,15 +356,6 @@ export class MqttBroker implements Broker, ObservableConnection {
     const id = headers[HEADER.messageId];
     if (id !== undefined) message.id = id;
     return message;
-  }
-
-  #later(again: () => void, abandon: () => void): void {
-    if (this.#phase !== 'open') return abandon();
-    const timer = setTimeout(() => {
-      this.#redeliveries.delete(timer);
-      again();
-    }, this.#options.redeliveryDelayMs);
-    this.#redeliveries.set(timer, abandon);
   }
 
   #encodeWill(will: MqttWill): EncodedWill {

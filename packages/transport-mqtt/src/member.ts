@@ -1,118 +1,71 @@
-import type { Consumer, RawMessage } from '@ktransport/broker';
-import { InFlight } from '@ktransport/broker';
+import { type Consumer, type Delivery, DeliveryEngine, type RawMessage } from '@ktransport/broker/transport';
 import type { Incoming } from './acks.js';
 import type { QoS } from './options.js';
 import type { Route } from './routes.js';
 
-/** What members need from their broker. */
-export interface MemberHost {
-  /** Aborted when draining ran out of time. */
-  readonly signal: AbortSignal;
-  /** False once the broker stopped starting handlers (draining or closed). */
-  readonly open: boolean;
-  /** Counts a delivery in flight for the broker's drain, until the matching `leave()`. */
-  enter(): void;
-  leave(): void;
-  /** Runs `again` after the redelivery delay, or `abandon` if the broker starts closing first. */
-  later(again: () => void, abandon: () => void): void;
+/**
+ * One received message handed to one subscription: the core engine settles it
+ * once, and its PUBLISH is acknowledged when every delivery made from it was
+ * handled (see acks.ts). A nack leaves the PUBLISH unacknowledged, for the
+ * broker to send again to a resumed session. One object per delivery, no closures.
+ */
+class MqttDelivery implements Delivery {
+  constructor(
+    readonly message: RawMessage,
+    readonly incoming: Incoming,
+    /** The engine's signal: aborted when a drain ran out of time. */
+    readonly stopped: AbortSignal,
+  ) {}
+
+  /** MQTT has no record key: the `message-key` user property orders a subscription's deliveries. */
+  get orderingKey(): string | undefined {
+    return this.message.key;
+  }
+
+  /**
+   * A handler that was still running when the drain time ran out was aborted;
+   * if it resolves afterwards, its message is left for redelivery all the same
+   * (as the drain promises), not acknowledged.
+   */
+  ack(): void {
+    this.incoming.release(!this.stopped.aborted);
+  }
+
+  nack(): void {
+    this.incoming.release(false);
+  }
 }
 
-interface Delivery {
-  readonly message: RawMessage;
-  readonly key: string | undefined;
-  /** Acknowledged once all its deliveries settled as handled. */
-  readonly incoming: Incoming;
+/** What a subscription's engine is made with (the core DeliveryEngine's options). */
+export interface MemberOptions {
+  readonly consumer: Consumer;
+  readonly concurrency: number;
+  readonly redeliveryDelayMs: number;
 }
 
 /**
- * One `subscribe()` call: a queue handled by at most `concurrency` handlers at
- * once, never two with the same key at once (so per-key order holds), with
- * failed deliveries handed back after the redelivery delay, unacknowledged
- * until they succeed.
+ * One `subscribe()` call: a member of a route, with the core delivery engine
+ * that does all of its delivery (queue, concurrency, per-key order,
+ * redelivery, drain). The wire only pushes what the route picked for it.
  */
 export class Member {
   active = true;
-  readonly inFlight = new InFlight();
-  readonly #queue: Delivery[] = [];
-  readonly #busyKeys = new Set<string>();
-  #running = 0;
+  readonly engine: DeliveryEngine;
 
   constructor(
-    readonly consumer: Consumer,
-    readonly concurrency: number,
     readonly qos: QoS,
     readonly route: Route,
-    readonly host: MemberHost,
-  ) {}
+    options: MemberOptions,
+  ) {
+    // No flow control: MQTT bounds intake itself (Receive Maximum; see the README), and pausing
+    // the socket would also hold back the PUBACKs that handlers' own publishes wait for.
+    // maxQueued is therefore never consulted; it is set to MQTT's largest window.
+    this.engine = new DeliveryEngine({ ...options, maxQueued: 65_535 });
+  }
 
-  /** Takes a message for this member; it is tracked until handled or abandoned. */
-  accept(message: RawMessage, incoming: Incoming): void {
+  /** Hands a message of `incoming` to this member's engine; the PUBLISH waits for its outcome. */
+  push(message: RawMessage, incoming: Incoming): void {
     incoming.hold();
-    this.host.enter();
-    this.inFlight.enter();
-    this.#queue.push({ message, key: message.key, incoming });
-    this.pump();
-  }
-
-  /** Ends a delivery: `handled` true acknowledges (with the other deliveries of its packet). */
-  #settle(delivery: Delivery, handled: boolean): void {
-    delivery.incoming.release(handled);
-    this.inFlight.leave();
-    this.host.leave();
-  }
-
-  /** Starts queued deliveries while slots are free; keys already running wait their turn. */
-  pump(): void {
-    for (let i = 0; this.#running < this.concurrency && this.host.open;) {
-      const delivery = this.#queue[i];
-      if (delivery === undefined) break;
-      if (delivery.key !== undefined && this.#busyKeys.has(delivery.key)) {
-        i++;
-        continue;
-      }
-      if (i === 0) this.#queue.shift();
-      else this.#queue.splice(i, 1);
-      this.#start(delivery);
-    }
-  }
-
-  /** Gives up every queued delivery, unacknowledged (shutdown); returns how many there were. */
-  abandon(): number {
-    const queued = this.#queue.splice(0);
-    for (const delivery of queued) this.#settle(delivery, false);
-    return queued.length;
-  }
-
-  #start(delivery: Delivery): void {
-    this.#running++;
-    if (delivery.key !== undefined) this.#busyKeys.add(delivery.key);
-    this.consumer(delivery.message, this.host.signal).then(
-      () => {
-        this.#running--;
-        this.#release(delivery);
-        this.#settle(delivery, true);
-        this.pump();
-      },
-      () => {
-        this.#running--;
-        // The key stays busy until the message is handled: later messages of that key wait.
-        this.host.later(
-          () => {
-            this.#release(delivery);
-            this.#queue.unshift(delivery);
-            this.pump();
-          },
-          () => {
-            this.#release(delivery);
-            this.#settle(delivery, false);
-          },
-        );
-        this.pump();
-      },
-    );
-  }
-
-  #release(delivery: Delivery): void {
-    if (delivery.key !== undefined) this.#busyKeys.delete(delivery.key);
+    this.engine.push(new MqttDelivery(message, incoming, this.engine.signal));
   }
 }

@@ -1,12 +1,13 @@
-import { TopicTrie } from '@ktransport/broker';
+import { GroupPicker, TopicTrie } from '@ktransport/broker/transport';
 import type { Member } from './member.js';
 import type { QoS } from './options.js';
 
 /**
  * One MQTT subscription of the connection (`filter`, or `$share/{group}/{filter}`)
  * and the local subscribers (`subscribe()` calls) it feeds. Without a group every
- * member gets every message; in a group one member does, chosen by key (so that
- * per-key order holds) or in turn.
+ * member gets every message; in a group one member does, picked by the core's
+ * GroupPicker as on every transport: by a hash of the key (so that per-key order
+ * holds), in turn for messages without a key.
  */
 export class Route {
   readonly members: Member[] = [];
@@ -15,7 +16,7 @@ export class Route {
   qos: QoS;
   /** Settles when the broker answered the latest SUBSCRIBE for this route. */
   ready: Promise<void> = Promise.resolve();
-  #next = 0;
+  readonly #picker = new GroupPicker();
 
   constructor(
     /** MQTT 5 subscription identifier: tells which subscription a PUBLISH was sent for. */
@@ -29,29 +30,17 @@ export class Route {
     this.qos = qos;
   }
 
-  /** Members that get a message with this key. */
+  /** Members that get a message with this key (members leave the list when they unsubscribe). */
   targets(key: string | undefined): readonly Member[] {
-    if (this.group === undefined && this.members.every(isActive)) return this.members;
-    const active = this.members.filter(isActive);
-    if (this.group === undefined || active.length <= 1) return active;
-    const index = key === undefined ? this.#next++ : hash(key);
-    const member = active[index % active.length];
-    if (member === undefined) throw new Error(`ktransport: no member at ${index % active.length} of ${active.length}`);
-    return [member];
+    if (this.group === undefined) return this.members;
+    const member = this.#picker.pick(this.members, key);
+    return member === undefined ? [] : [member];
   }
 
   /** The highest QoS any member asked for: what the MQTT subscription must use. */
   wantedQos(): QoS {
     return this.members.reduce<QoS>((max, m) => (m.qos > max ? m.qos : max), 0);
   }
-}
-
-const isActive = (member: Member): boolean => member.active;
-
-function hash(key: string): number {
-  let h = 0;
-  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) >>> 0;
-  return h;
 }
 
 /**

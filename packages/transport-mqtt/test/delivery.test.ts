@@ -1,5 +1,5 @@
 import type { IPublishPacket } from 'mqtt';
-import { DEAD_LETTER_HEADER, type Message } from '@ktransport/broker';
+import { DEAD_LETTER_HEADER, type Message, type SubscriptionLoad } from '@ktransport/broker';
 import { MqttServer } from '@ktransport/transport-mqtt';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureMosquitto, SHARED_URL } from './mosquitto.js';
@@ -157,6 +157,39 @@ describe('acknowledgement after the handler settles', () => {
     };
     expect(await started(undefined)).toBe(8);
     expect(await started(2)).toBe(2);
+  });
+
+  it('reports its load: handlers running and messages queued behind them (SubscriptionLoad)', async () => {
+    const broker = await open();
+    const t = topic('load');
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let done = 0;
+    const subscription = await broker.subscribe(
+      t,
+      async () => {
+        await gate;
+        done++;
+      },
+      { concurrency: 2 },
+    );
+    const load = subscription as typeof subscription & SubscriptionLoad;
+    expect([load.running, load.queued]).toEqual([0, 0]);
+    const publisher = await open();
+    for (let n = 0; n < 5; n++) await publisher.publish<Body>(t, { n });
+    await waitFor(
+      () => load.running + load.queued === 5,
+      5_000,
+      () => `running ${load.running}, queued ${load.queued}`,
+    );
+    expect([load.running, load.queued]).toEqual([2, 3]);
+    release();
+    await waitFor(
+      () => done === 5,
+      5_000,
+      () => `done ${done}`,
+    );
+    expect([load.running, load.queued]).toEqual([0, 0]);
   });
 
   it('retries a throwing handler, then dead-letters the message with the reason while the others flow', async () => {

@@ -3,7 +3,8 @@ import { MqttBroker, type MqttBrokerOptions, MqttServer, ProtocolVersionError } 
 import type { Packet } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Peer, type PeerScript, scriptedPeer } from './peer.js';
-import { RabbitMq } from './rabbitmq.js';
+import { conformanceCases } from '@ktransport/broker/testing';
+import { RABBIT_MQTT_PREFETCH, RabbitMq } from './rabbitmq.js';
 import { open, outcome, sleep, topic, waitFor } from './helpers.js';
 
 /**
@@ -54,6 +55,16 @@ describe('RabbitMQ 3.10 with its MQTT plugin (a private node)', () => {
     // MQTT 3.1.1 cannot tell that shared subscriptions are missing: the README says to set sharedSubscriptions: false.
     expect(await received(true)).toBe(0);
   });
+
+  // The conformance kit's bounded-intake case, where the broker keeps to its window: acknowledgements
+  // go out only after handling, so what a subscription holds never exceeds what RabbitMQ lets be
+  // unacknowledged (its mqtt.prefetch). Mosquitto 2.0.11 does not keep to Receive Maximum (README).
+  const bounded = conformanceCases({
+    createBroker: () => new MqttBroker({ ...quiet, url: rabbit.url, protocolVersion: 4 }),
+    features: { wildcards: true, groups: false, persistent: false, orderingPerKey: false, redelivery: true, intakeBound: RABBIT_MQTT_PREFETCH },
+    waitMs: 10_000,
+  }).filter((c) => c.name.startsWith('bounds intake'));
+  for (const c of bounded) it(`conformance: ${c.name} (mqtt.prefetch ${RABBIT_MQTT_PREFETCH}, MQTT 3.1.1)`, c.run, c.timeoutMs);
 });
 
 /**

@@ -17,6 +17,12 @@ import { answers, freePort } from './mosquitto.js';
  */
 
 const BIN = '/usr/lib/rabbitmq/bin';
+
+/**
+ * The node's `mqtt.prefetch`: QoS 1 messages it delivers to an MQTT connection
+ * before acknowledgements come back (RabbitMQ's own default is 10 too).
+ */
+export const RABBIT_MQTT_PREFETCH = 10;
 const run = promisify(execFile);
 
 export class RabbitMq {
@@ -50,6 +56,8 @@ export class RabbitMq {
         `listeners.tcp.default = 127.0.0.1:${amqpPort}`,
         `mqtt.listeners.tcp.default = 127.0.0.1:${mqttPort}`,
         'mqtt.allow_anonymous = true',
+        // Unacknowledged messages RabbitMQ sends an MQTT connection (its window, as Receive Maximum is on MQTT 5).
+        `mqtt.prefetch = ${RABBIT_MQTT_PREFETCH}`,
         'loopback_users = none',
         '',
       ].join('\n'),
