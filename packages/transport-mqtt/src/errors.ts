@@ -1,14 +1,5 @@
-import {
-  AuthenticationError,
-  BrokerError,
-  CertificateError,
-  ConnectionError,
-  headerText,
-  isCertificateError,
-  PublishError,
-  redactSecrets,
-  SubscribeError,
-} from '@ktransport/broker';
+import { AuthenticationError, BrokerError, CertificateError, ConnectionError, PublishError, SubscribeError } from '@ktransport/broker';
+import { headerText, isCertificateError, redactSecrets } from '@ktransport/broker/transport';
 
 /**
  * MQTT 3.1.1 has no user properties: publishing with headers the caller passed

@@ -1,5 +1,6 @@
 import type { Headers } from '@ktransport/broker';
-import { HEADER, invalidTextIndex } from '@ktransport/broker';
+import { HEADER } from '@ktransport/broker';
+import { invalidTextIndex } from '@ktransport/broker/transport';
 import type { IPublishPacket } from 'mqtt';
 import { InvalidHeaderError, type InvalidTextReason, InvalidTopicError } from './errors.js';
 

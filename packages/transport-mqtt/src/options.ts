@@ -1,5 +1,6 @@
 import type { BasePublishOptions, BaseSubscribeOptions, CodecName, CommonBrokerOptions, Headers, SubscribeOptions } from '@ktransport/broker';
-import { asBuffer, ConfigurationError, hasWildcard, headerText, invalidTextIndex, redactUrl } from '@ktransport/broker';
+import { ConfigurationError } from '@ktransport/broker';
+import { asBuffer, hasWildcard, headerText, invalidTextIndex, redactUrl } from '@ktransport/broker/transport';
 import type { IClientOptions } from 'mqtt';
 import { MQTT_MAX_STRING, remainingLength, toProperties } from './headers.js';
 

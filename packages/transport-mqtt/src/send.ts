@@ -1,5 +1,5 @@
-import type { OutgoingMessage } from '@ktransport/broker';
-import { asBuffer, ConnectionError } from '@ktransport/broker';
+import { ConnectionError } from '@ktransport/broker';
+import { asBuffer, type OutgoingMessage } from '@ktransport/broker/transport';
 import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import { HeadersNotSupportedError, PayloadTooLargeError, publishFailure } from './errors.js';
 import { KEY_HEADER, packetSize, remainingLength, toProperties } from './headers.js';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { type ConnectionState, DEAD_LETTER_HEADER, invalidTextIndex, type Message, msgpackCodec } from '@ktransport/broker';
+import { type ConnectionState, DEAD_LETTER_HEADER, type Message, msgpackCodec } from '@ktransport/broker';
+import { invalidTextIndex } from '@ktransport/broker/transport';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
