@@ -1,37 +1,26 @@
-import { ConfigurationError } from '@ktransport/broker';
 import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
+import { deferAcknowledgements } from './mqttjs.js';
 
 /**
  * Acknowledging after the handler settles, without serializing handlers.
  *
- * mqtt.js offers `handleMessage` and `customHandleAcks` to delay a PUBACK/PUBREC,
- * but it reads no further packet until their callback runs: one slow handler
- * would stall every subscription of the connection (and the PUBACKs of our own
- * publishes). So both hooks answer at once with `DEFERRED`, which makes mqtt.js
- * skip its acknowledgement and keep reading; the acknowledgement is written
- * later, when every delivery made from the packet has settled, through the
- * client's packet writer. This file is the only one that knows these details.
+ * The protocol layer (mqttjs.ts) takes every PUBLISH before mqtt.js would
+ * acknowledge it; the acknowledgement is written here, later, once every
+ * delivery made from the packet settled as handled.
  *
- * - QoS 1: PUBACK is held (mqtt.js hands QoS 1 to `handleMessage`).
- * - QoS 2: PUBREC is held (taken in `customHandleAcks` before mqtt.js stores the
- *   packet); the PUBREL that follows finds no stored packet and mqtt.js answers
- *   it with PUBCOMP. A message without PUBREC is redelivered by the broker.
+ * - QoS 1: PUBACK is held.
+ * - QoS 2: PUBREC is held (the packet is taken before mqtt.js stores it); the
+ *   PUBREL that follows finds no stored packet and mqtt.js answers it with
+ *   PUBCOMP. A message without PUBREC is redelivered by the broker.
+ * - A delivery given up (nack: shutdown, unsubscribe out of time) leaves the
+ *   packet unacknowledged: the broker sends it again to the next connection of
+ *   a persistent session. Until then it counts against the Receive Maximum.
  * - An acknowledgement is only written on the connection the packet came in on.
  *   If that connection was lost and the session resumed, the broker resends
  *   the packet with DUP set: a copy of a message still being handled is adopted
  *   (acknowledged when that handling settles), a copy of one already handled is
  *   acknowledged at once. A new session forgets both.
  */
-export const DEFERRED = new Error('ktransport: acknowledgement deferred until the handler settles');
-
-interface AckPacket {
-  readonly cmd: 'puback' | 'pubrec';
-  readonly messageId: number;
-}
-
-interface PacketWriter {
-  _sendPacket(packet: AckPacket): void;
-}
 
 /** One received PUBLISH; acknowledged once every delivery made from it settled as handled. */
 export class Incoming {
@@ -70,7 +59,7 @@ export class Incoming {
 /** Receives PUBLISH packets from one mqtt.js client and writes their acknowledgements. */
 export class Acks {
   readonly #client: MqttClient;
-  readonly #write: (packet: AckPacket) => void;
+  readonly #write: (qos: number, messageId: number) => void;
   /** Unsettled QoS 1/2 packets by packet id. */
   readonly #open = new Map<number, Incoming>();
   /** Handled packets whose acknowledgement was lost with a connection: id -> topic. */
@@ -79,28 +68,11 @@ export class Acks {
   #closed = false;
 
   constructor(client: MqttClient, onMessage: (incoming: Incoming) => void) {
-    const send = (client as unknown as Partial<PacketWriter>)._sendPacket;
-    if (typeof send !== 'function') {
-      throw new ConfigurationError('this mqtt.js version has no MqttClient._sendPacket; @ktransport/transport-mqtt needs mqtt 5.x');
-    }
     this.#client = client;
-    this.#write = (packet) => send.call(client, packet);
-    const receive = (packet: IPublishPacket, topic: string): void => {
+    this.#write = deferAcknowledgements(client, (packet, topic) => {
       const incoming = this.#receive(packet, topic);
       if (incoming) onMessage(incoming);
-    };
-    client.handleMessage = (packet, callback) => {
-      // QoS 0 and 1 arrive here; QoS 2 never does (see customHandleAcks).
-      if (packet.qos === 2) return callback();
-      receive(packet, packet.topic);
-      callback(packet.qos === 1 ? DEFERRED : undefined);
-    };
-    // Set after construction so that it applies to MQTT 3.1.1 too (mqtt.js only installs it for 5).
-    client.options.customHandleAcks = (topic: string, _payload: Buffer, packet: IPublishPacket, done: (error: Error | number) => void) => {
-      if (packet.qos !== 2) return done(0);
-      receive(packet, topic);
-      done(DEFERRED);
-    };
+    });
     client.on('packetreceive', (packet) => {
       if (packet.cmd === 'connack') this.#connack(packet);
     });
@@ -148,6 +120,6 @@ export class Acks {
   }
 
   #acknowledge(qos: number, messageId: number): void {
-    this.#write({ cmd: qos === 2 ? 'pubrec' : 'puback', messageId });
+    this.#write(qos, messageId);
   }
 }

@@ -28,6 +28,7 @@ import type {
   ResolvedOptions,
   Schema,
 } from './options.js';
+import { assertMqttJs } from './mqttjs.js';
 import { clientOptions, qos, resolveOptions } from './options.js';
 import { matches, type Route, RouteTable } from './routes.js';
 import { INTERNAL, Sender, type SendOptions } from './send.js';
@@ -67,6 +68,8 @@ export class MqttBroker implements Broker, ObservableConnection {
   #connecting: Promise<void> | undefined;
 
   constructor(options: MqttBrokerOptions = {}) {
+    // The protocol layer works on mqtt.js internals: any other mqtt.js is refused here, loudly (mqttjs.ts).
+    assertMqttJs();
     this.#options = resolveOptions(options, randomUUID().slice(0, 8));
     this.#pipeline = new MessagePipeline(this.system, options);
     const will = options.will ? this.#encodeWill(options.will) : undefined;

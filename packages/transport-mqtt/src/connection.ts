@@ -2,10 +2,9 @@ import type { ConnectionState } from '@ktransport/broker';
 import { ConnectionError } from '@ktransport/broker';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { connect } from 'mqtt';
-import { DEFERRED } from './acks.js';
 import { connectFailure, ProtocolVersionError } from './errors.js';
+import { DEFERRED, installPacketWriter } from './mqttjs.js';
 import type { ResolvedOptions } from './options.js';
-import { installPacketWriter } from './wire.js';
 
 /**
  * The mqtt.js client of a broker and its observable state. The first attempt of

@@ -4,7 +4,7 @@ import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import { HeadersNotSupportedError, PayloadTooLargeError, publishFailure } from './errors.js';
 import { KEY_HEADER, packetSize, remainingLength, toProperties } from './headers.js';
 import { MQTT_MAX_PAYLOAD, type MqttPublishOptions, type ResolvedOptions } from './options.js';
-import { clientPublishOptions } from './wire.js';
+import { clientPublishOptions } from './mqttjs.js';
 
 /** Marks publishes the broker makes itself (dead letters): on MQTT 3.1.1 their headers are dropped, not refused. */
 export const INTERNAL: unique symbol = Symbol('ktransport.mqtt.internal');
@@ -80,7 +80,7 @@ export class Sender {
     if (limit !== undefined && packetSize(remaining) > limit) {
       throw new PayloadTooLargeError(topic, "packet (the broker's Maximum Packet Size)", packetSize(remaining), limit);
     }
-    return clientPublishOptions(client, qos, options.retain ?? false, properties);
+    return clientPublishOptions(qos, options.retain ?? false, properties);
   }
 
   /**
