@@ -7,7 +7,7 @@ import { defined, open, topic, waitFor } from './helpers.js';
 beforeAll(ensureMosquitto);
 
 /**
- * PUBLISH packets are written as one buffer by the transport (src/wire.ts), not
+ * PUBLISH packets are written as one buffer by the transport (src/packets.ts), not
  * field by field by mqtt.js: a plain mqtt.js subscriber must see exactly what
  * was published, whatever the QoS, size, retain flag or characters.
  */
