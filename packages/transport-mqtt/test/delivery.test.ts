@@ -192,6 +192,38 @@ describe('acknowledgement after the handler settles', () => {
     expect([load.running, load.queued]).toEqual([0, 0]);
   });
 
+  it('unsubscribe() still handles what was received for the subscription, a redelivery included, then nothing more', async () => {
+    const broker = await open({ redeliveryDelayMs: 50 });
+    const t = topic('unsubscribe-finish');
+    const handled: number[] = [];
+    let failed = false;
+    let started = 0;
+    const subscription = await broker.subscribe<Body>(t, async (m) => {
+      started++;
+      await sleep(30);
+      if (m.body.n === 1 && !failed) {
+        failed = true;
+        throw new Error('once');
+      }
+      handled.push(m.body.n);
+    }); // concurrency 1: the others wait in the engine's queue
+    const publisher = await open();
+    for (let n = 0; n < 5; n++) await publisher.publish<Body>(t, { n });
+    const load = subscription as typeof subscription & SubscriptionLoad;
+    await waitFor(
+      () => started >= 1 && load.running + load.queued === 5,
+      5_000,
+      () => `started ${started}, running ${load.running}, queued ${load.queued}`,
+    );
+    await subscription.unsubscribe();
+    expect(failed).toBe(true);
+    expect([...handled].sort()).toEqual([0, 1, 2, 3, 4]);
+    expect([load.running, load.queued]).toEqual([0, 0]);
+    await publisher.publish<Body>(t, { n: 5 });
+    await sleep(300);
+    expect(handled).not.toContain(5);
+  });
+
   it('retries a throwing handler, then dead-letters the message with the reason while the others flow', async () => {
     const broker = await open();
     const [t, dlq] = [topic('retry'), topic('retry-dlq')];
