@@ -224,6 +224,40 @@ describe('acknowledgement after the handler settles', () => {
     expect(handled).not.toContain(5);
   });
 
+  it('Mosquitto 2.0.11 keeps to receiveMaximum until the first acknowledgement, and not after (README: Flow control)', async () => {
+    const receiveMaximum = 5;
+    const broker = await open({ receiveMaximum });
+    const t = topic('window-overshoot');
+    let gateOpen = false;
+    let handled = 0;
+    const subscription = await broker.subscribe(t, async () => {
+      await waitFor(
+        () => gateOpen,
+        10_000,
+        () => 'the gate never opened',
+      );
+      await sleep(10);
+      handled++;
+    }); // concurrency 1
+    const load = subscription as typeof subscription & SubscriptionLoad;
+    const publisher = await open();
+    await Promise.all(Array.from({ length: 60 }, (_, n) => publisher.publish<Body>(t, { n })));
+    await sleep(300);
+    // Nothing acknowledged yet: the broker keeps to the window.
+    expect(load.running + load.queued).toBe(receiveMaximum);
+    gateOpen = true;
+    let most = 0;
+    const until = Date.now() + 10_000;
+    while (handled < 60 && Date.now() < until) {
+      most = Math.max(most, load.running + load.queued);
+      await sleep(5);
+    }
+    // Each PUBACK of the oldest message lets up to receiveMaximum more through (fixed in Mosquitto 2.0.13):
+    // when this fails, the broker keeps to its window and the README's Flow control section should say so.
+    expect(most).toBeGreaterThan(receiveMaximum);
+    expect(handled).toBe(60);
+  });
+
   it('retries a throwing handler, then dead-letters the message with the reason while the others flow', async () => {
     const broker = await open();
     const [t, dlq] = [topic('retry'), topic('retry-dlq')];
