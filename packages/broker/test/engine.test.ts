@@ -154,9 +154,30 @@ describe('DeliveryEngine', () => {
       maxQueued: 100,
       redeliveryDelayMs: 1,
     });
-    for (let n = 0; n < 5; n++) engine.push(delivery(n));
+    const all = Array.from({ length: 5 }, (_, n) => delivery(n));
+    for (const d of all) engine.push(d);
     expect(await engine.stop(50)).toEqual({ running: 2, queued: 3 });
     expect(aborted).toBe(true);
+    // The two handlers resolved after the abort: reported as not acknowledged, they are nacked, not acked.
+    await waitFor(
+      () => all.every((d) => d.outcome !== undefined),
+      1_000,
+      () => 'unsettled',
+    );
+    expect(all.map((d) => d.outcome)).toEqual(['nack', 'nack', 'nack', 'nack', 'nack']);
+  });
+
+  it('a finish waiting for a redelivery ends as soon as stop gives that delivery up', async () => {
+    const engine = new DeliveryEngine({ consumer: () => Promise.reject(new Error('down')), concurrency: 1, redeliveryDelayMs: 60_000 });
+    const d = delivery(1);
+    engine.push(d);
+    await sleep(10);
+    const finishing = engine.finish(60_000);
+    const begun = Date.now();
+    await engine.stop(1_000);
+    expect(await finishing).toEqual({ running: 0, queued: 0 });
+    expect(Date.now() - begun).toBeLessThan(1_000);
+    expect(d.outcome).toBe('nack');
   });
 
   it('finish (unsubscribe) still handles what was queued, and takes nothing new', async () => {

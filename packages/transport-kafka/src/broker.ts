@@ -15,6 +15,7 @@ import {
   PublishError,
   type SubscribeOptions,
   type Subscription,
+  type SubscriptionLoad,
 } from '@ktransport/broker';
 import type { Admin, Message as KafkaRecord } from 'kafkajs';
 import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
@@ -179,13 +180,20 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
     const subscribers = [...this.#subscribers];
     this.#subscribers.clear();
-    const pending = (await Promise.all(subscribers.map((s) => s.stop(drainTimeoutMs)))).reduce((a, b) => a + b, 0);
+    const results = await Promise.all(subscribers.map((s) => s.stop(drainTimeoutMs)));
     await this.#producer.close();
     await this.#admin?.disconnect().catch(() => undefined);
     this.#admin = undefined;
     this.#unhealthy.clear();
     this.#setState('disconnected');
-    if (pending > 0) throw new DrainTimeoutError(pending, drainTimeoutMs);
+    const running = results.reduce((sum, r) => sum + r.running, 0);
+    // Queued messages given back are no failure (the group delivers them again); handlers cut off are.
+    if (running > 0)
+      throw new DrainTimeoutError(
+        running,
+        drainTimeoutMs,
+        results.reduce((sum, r) => sum + r.queued, 0),
+      );
   }
 
   /**
@@ -219,7 +227,11 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
    * `deadLetter`, or without one holds its partition, delivered again and
    * again. Otherwise as the signature without a schema.
    */
-  subscribe<S extends Schema>(topic: string, handler: Handler<SchemaOutput<S>>, options: KafkaSubscribeOptions<S> & { schema: S }): Promise<Subscription>;
+  subscribe<S extends Schema>(
+    topic: string,
+    handler: Handler<SchemaOutput<S>>,
+    options: KafkaSubscribeOptions<S> & { schema: S },
+  ): Promise<Subscription & SubscriptionLoad>;
   /**
    * Consumes `topic` (a name, no wildcards) in the consumer group
    * `options.group`, each body decoded by its content type. Resolves once the
@@ -232,8 +244,8 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
    * offset after a message is committed only once its handler succeeded or it
    * was dead-lettered, never past a message that failed.
    */
-  subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: KafkaSubscribeOptions): Promise<Subscription>;
-  async subscribe(topic: string, handler: Handler<never>, options: KafkaSubscribeOptions = {}): Promise<Subscription> {
+  subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: KafkaSubscribeOptions): Promise<Subscription & SubscriptionLoad>;
+  async subscribe(topic: string, handler: Handler<never>, options: KafkaSubscribeOptions = {}): Promise<Subscription & SubscriptionLoad> {
     const admin = this.#admin;
     if (!this.#usable() || !admin || this.#closing) throw new ConnectionError(`cannot subscribe to ${topic}: Kafka broker is not connected`);
     if (typeof topic === 'string' && hasWildcard(topic)) throw new ConfigurationError(`cannot subscribe to "${topic}": Kafka topics have no wildcards`);
@@ -277,10 +289,17 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     return {
       topic,
       group: groupId,
+      get running() {
+        return subscriber.running;
+      },
+      get queued() {
+        return subscriber.queued;
+      },
+      // Drains as disconnect does: what was fetched and not started stays uncommitted for the group.
       unsubscribe: async () => {
         if (!this.#subscribers.delete(subscriber)) return;
-        const pending = await subscriber.stop(drainTimeoutMs);
-        if (pending > 0) throw new DrainTimeoutError(pending, drainTimeoutMs);
+        const { running, queued } = await subscriber.stop(drainTimeoutMs);
+        if (running > 0) throw new DrainTimeoutError(running, drainTimeoutMs, queued);
       },
     };
   }

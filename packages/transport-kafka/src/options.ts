@@ -69,18 +69,32 @@ export interface KafkaProducerOptions {
 
 /**
  * Group membership timing of every subscription's consumer (session,
- * heartbeat, rebalance) and the pause of a partition before a failed message is
- * delivered again.
+ * heartbeat, rebalance), the wait before a failed message is delivered again,
+ * and how many fetched messages a subscription holds per partition.
  */
 export interface KafkaConsumerOptions {
   /** The group coordinator drops a member it has not heard from for this long. Default 30,000 ms. */
   sessionTimeoutMs?: number;
   /** Heartbeat period; also how fast a member notices a rebalance. Default 3,000 ms. */
   heartbeatIntervalMs?: number;
-  /** How long a rebalance waits for members to rejoin (finish their handlers). Default 60,000 ms. */
+  /**
+   * How long the group coordinator waits for members to rejoin in a rebalance. A
+   * ktransport member rejoins at once: running handlers do not hold it. Default 60,000 ms.
+   */
   rebalanceTimeoutMs?: number;
-  /** Pause of a partition after a message failed for good, before it is delivered again. Default 1,000 ms. */
+  /**
+   * Wait before a message the handler chain gave up on (retries spent, not
+   * dead-lettered) is handled again, in this process; its partition waits with
+   * it, the others go on. Default 1,000 ms.
+   */
   redeliveryDelayMs?: number;
+  /**
+   * Fetched messages a subscription holds per partition waiting for a handler.
+   * When a partition has this many, it is paused (nothing more is fetched for
+   * it) until half of them were handled: memory stays bounded whatever the
+   * backlog. Default 5,000.
+   */
+  maxQueuedPerPartition?: number;
 }
 
 /** A kafkajs or transport log line at warn or error level. */
@@ -132,7 +146,7 @@ export interface KafkaBrokerOptions extends CommonBrokerOptions {
   healthCheckIntervalMs?: number;
   /** How `publish` writes: acks, idempotence, compression, batching, publish timeout. */
   producer?: KafkaProducerOptions;
-  /** Group membership timing and the redelivery pause of every subscription. */
+  /** Group membership timing, the redelivery wait and the per-partition queue bound of every subscription. */
   consumer?: KafkaConsumerOptions;
   /** Receives warn and error lines from kafkajs and the transport. Default: nothing is logged. */
   logger?: (entry: KafkaLogEntry) => void;
@@ -225,6 +239,7 @@ export function resolveOptions(options: KafkaBrokerOptions): ResolvedOptions {
     heartbeatIntervalMs: whole('consumer.heartbeatIntervalMs', c.heartbeatIntervalMs ?? 3_000, 1),
     rebalanceTimeoutMs: whole('consumer.rebalanceTimeoutMs', c.rebalanceTimeoutMs ?? 60_000, 1),
     redeliveryDelayMs: whole('consumer.redeliveryDelayMs', c.redeliveryDelayMs ?? 1_000, 0),
+    maxQueuedPerPartition: whole('consumer.maxQueuedPerPartition', c.maxQueuedPerPartition ?? 5_000, 1),
   };
   if (consumer.heartbeatIntervalMs >= consumer.sessionTimeoutMs) {
     throw new ConfigurationError(

@@ -2,8 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerError, type ConnectionState } from '@ktransport/broker';
 import { conformanceCases, sleep, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaLogEntry } from '@ktransport/transport-kafka';
-import type { Admin } from 'kafkajs';
+import kafkajs, { type Admin } from 'kafkajs';
 import { connectAdmin, createTopic, defined, fast, lockPrivateKafka, PrivateKafka, unique } from './helpers.js';
+
+const { Partitioners } = kafkajs;
 
 /** A broker of this file's own: the restart case and the mid-stream restart stop and start it. */
 const kafka = new PrivateKafka(29092);
@@ -25,15 +27,50 @@ afterAll(async () => {
   await unlock?.();
 }, 60_000);
 
+/** Partitions of every conformance topic. */
+const PARTITIONS = 3;
+/** The per-partition queue bound of the conformance brokers: small, so that the bounded-intake case reaches it. */
+const MAX_QUEUED_PER_PARTITION = 100;
+
 describe('KafkaBroker conformance', () => {
   const cases = conformanceCases({
-    createBroker: () => new KafkaBroker({ brokers: `kafka://${kafka.address}`, clientId: 'conformance', ...fast }),
-    features: { wildcards: false, groups: true, persistent: true, orderingPerKey: true, redelivery: true },
-    prepareTopic: async (topic) => void (await createTopic(defined(admin, 'the admin client'), topic, 3)),
+    createBroker: () =>
+      new KafkaBroker({
+        brokers: `kafka://${kafka.address}`,
+        clientId: 'conformance',
+        ...fast,
+        consumer: { ...fast.consumer, maxQueuedPerPartition: MAX_QUEUED_PER_PARTITION },
+      }),
+    // Order per key is order per partition (a key always lands on one partition). A drain gives queued
+    // messages back to the group (drainFinishesQueue is not declared). Intake: the bound per partition, on every partition.
+    features: {
+      wildcards: false,
+      groups: true,
+      persistent: true,
+      orderingPerKey: true,
+      redelivery: true,
+      intakeBound: MAX_QUEUED_PER_PARTITION * PARTITIONS,
+    },
+    prepareTopic: async (topic) => void (await createTopic(defined(admin, 'the admin client'), topic, PARTITIONS)),
     restartBroker: () => kafka.restart(),
     waitMs: 20_000,
   });
   for (const c of cases) it(c.name, c.run, c.timeoutMs);
+
+  it('the stuck-key case spreads its keys over the partitions: some of k1..k12 land elsewhere than k0 (murmur2, as the producer)', () => {
+    const partitioner = Partitioners.DefaultPartitioner();
+    const partitionMetadata = Array.from({ length: PARTITIONS }, (_, partitionId) => ({
+      partitionErrorCode: 0,
+      partitionId,
+      leader: 0,
+      replicas: [0],
+      isr: [0],
+    }));
+    const partitionOf = (key: string): number => partitioner({ topic: 't', partitionMetadata, message: { key, value: null } });
+    const stuck = partitionOf('k0');
+    const elsewhere = Array.from({ length: 12 }, (_, i) => `k${i + 1}`).filter((key) => partitionOf(key) !== stuck);
+    expect(elsewhere.length).toBeGreaterThan(0);
+  });
 });
 
 describe('KafkaBroker across a broker restart in the middle of a stream', () => {

@@ -12,8 +12,9 @@ export interface EngineOptions {
   /**
    * Deliveries queued (received, not started) before intake pauses: in all, or
    * per ordering key when the flow control works per key. Intake resumes at half.
+   * Needed with `flow`; without it the wire bounds intake and nothing is counted against it.
    */
-  readonly maxQueued: number;
+  readonly maxQueued?: number;
   /** Wait before a delivery whose pipeline failed (retries spent, not dead-lettered) runs again. */
   readonly redeliveryDelayMs: number;
   /** The wire's pause and resume; without it the wire bounds intake itself (MQTT Receive Maximum). */
@@ -22,7 +23,7 @@ export interface EngineOptions {
 
 /** What `stop` left behind when its time ran out or it was stopped. */
 export interface StopResult {
-  /** Handlers still running when the time limit passed (their deliveries are neither acked nor nacked by the engine). */
+  /** Handlers still running when the time limit passed (their deliveries are nacked whenever they settle). */
   readonly running: number;
   /** Deliveries queued or waiting for redelivery that were never started and were nacked. */
   readonly queued: number;
@@ -50,9 +51,12 @@ export class DeliveryEngine implements EngineLoad {
   readonly #waits = new Set<() => boolean>();
 
   constructor(options: EngineOptions) {
-    const { concurrency, maxQueued, redeliveryDelayMs } = options;
+    const { concurrency, maxQueued, redeliveryDelayMs, flow } = options;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
-    if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new ConfigurationError(`maxQueued must be a whole number >= 1, got ${maxQueued}`);
+    if (flow !== undefined && maxQueued === undefined) throw new ConfigurationError('maxQueued is needed with flow control');
+    if (maxQueued !== undefined && (!Number.isInteger(maxQueued) || maxQueued < 1)) {
+      throw new ConfigurationError(`maxQueued must be a whole number >= 1, got ${maxQueued}`);
+    }
     if (!(redeliveryDelayMs >= 0)) throw new ConfigurationError(`redeliveryDelayMs must be >= 0, got ${redeliveryDelayMs}`);
     this.#o = options;
   }
@@ -137,6 +141,8 @@ export class DeliveryEngine implements EngineLoad {
       delivery.nack();
       queued++;
     }
+    // A finish() waiting for the queue to empty may be done now.
+    this.#wake();
     await this.#whenIdle(timeoutMs, () => this.#running === 0);
     const running = this.#running;
     if (running > 0) this.#abort.abort(new ConnectionError(`the subscription stopped after ${timeoutMs} ms of draining`));
@@ -168,7 +174,11 @@ export class DeliveryEngine implements EngineLoad {
 
   #settled(delivery: Delivery, handled: boolean): void {
     this.#running--;
-    if (handled) {
+    if (this.#abort.signal.aborted) {
+      // Its drain ran out of time and reported it as not acknowledged: keep to that, whatever the outcome.
+      this.#queue.done(delivery);
+      delivery.nack();
+    } else if (handled) {
       this.#queue.done(delivery);
       delivery.ack();
     } else if (this.#phase === 'stopping') {
@@ -193,7 +203,7 @@ export class DeliveryEngine implements EngineLoad {
     const which = flow.perKey ? key : undefined;
     if (this.#paused.has(which)) return;
     const size = flow.perKey && key !== undefined ? this.#queue.sizeOf(key) : this.#queue.size;
-    if (size < this.#o.maxQueued) return;
+    if (size < (this.#o.maxQueued ?? Infinity)) return;
     this.#paused.add(which);
     flow.pause(which);
   }
@@ -201,7 +211,7 @@ export class DeliveryEngine implements EngineLoad {
   #resumeIfDrained(): void {
     const flow = this.#o.flow;
     if (!flow || this.#paused.size === 0 || this.#phase === 'stopping') return;
-    const low = Math.floor(this.#o.maxQueued / 2);
+    const low = Math.floor((this.#o.maxQueued ?? Infinity) / 2);
     for (const key of this.#paused) {
       const size = flow.perKey && key !== undefined ? this.#queue.sizeOf(key) : this.#queue.size;
       if (size > low) continue;
