@@ -1,22 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import {
-  asBuffer,
-  assertPublishTopic,
   type Broker,
   ConfigurationError,
   ConnectionError,
   type ConnectionState,
   DrainTimeoutError,
   type Handler,
-  hasWildcard,
-  MessagePipeline,
   type ObservableConnection,
-  type OutgoingMessage,
   PublishError,
   type SubscribeOptions,
   type Subscription,
   type SubscriptionLoad,
 } from '@ktransport/broker';
+import { asBuffer, assertPublishTopic, hasWildcard, MessagePipeline, type OutgoingMessage } from '@ktransport/broker/transport';
 import type { Admin, Message as KafkaRecord } from 'kafkajs';
 import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
 import { createKafka } from './client.js';

@@ -1,13 +1,5 @@
-import {
-  AuthenticationError,
-  BrokerError,
-  type BrokerErrorOptions,
-  CertificateError,
-  ConnectionError,
-  isCertificateError,
-  PublishError,
-  SubscribeError,
-} from '@ktransport/broker';
+import { AuthenticationError, BrokerError, type BrokerErrorOptions, CertificateError, ConnectionError, PublishError, SubscribeError } from '@ktransport/broker';
+import { isCertificateError } from '@ktransport/broker/transport';
 import type { ResolvedOptions } from './options.js';
 
 /**

@@ -1,12 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
-import {
-  type BasePublishOptions,
-  type BaseSubscribeOptions,
-  type CommonBrokerOptions,
-  ConfigurationError,
-  redactSecrets,
-  type SubscribeOptions,
-} from '@ktransport/broker';
+import { type BasePublishOptions, type BaseSubscribeOptions, type CommonBrokerOptions, ConfigurationError, type SubscribeOptions } from '@ktransport/broker';
+import { redactSecrets } from '@ktransport/broker/transport';
 
 /** SASL mechanisms kafkajs speaks without plugins. */
 export type KafkaSaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';

@@ -1,4 +1,5 @@
-import { ConnectionError, InFlight, PublishError, TimeoutError } from '@ktransport/broker';
+import { ConnectionError, PublishError, TimeoutError } from '@ktransport/broker';
+import { InFlight } from '@ktransport/broker/transport';
 import kafkajs, { type Message as KafkaRecord, type Producer, type RecordMetadata } from 'kafkajs';
 import { addRecord, type Batch, isSettled, kafkaRecordSize, newBatch, type Owned, rejectBatch, resolveBatch, settleOwned, SHARED_MAX_BYTES } from './batch.js';
 import type { createKafka } from './client.js';

@@ -1,4 +1,4 @@
-import type { RawMessage } from '@ktransport/broker';
+import type { RawMessage } from '@ktransport/broker/transport';
 import type { KafkaMessage } from 'kafkajs';
 import { fromKafkaHeaders } from './headers.js';
 
