@@ -7,13 +7,13 @@ import {
   DEAD_LETTER_HEADER,
   decode,
   DecodeError,
-  invalidTextIndex,
   jsonCodec,
   type Message,
   msgpackCodec,
   protobufCodec,
   textCodec,
 } from '@ktransport/broker';
+import { invalidTextIndex } from '@ktransport/broker/transport';
 import { waitFor } from '@ktransport/broker/testing';
 import { memoryBroker } from './helpers.js';
 

@@ -14,7 +14,6 @@ import {
   HandlerFailedError,
   type Headers,
   type Message,
-  invalidTextIndex,
   type Middleware,
   PublishError,
   recover,
@@ -25,6 +24,7 @@ import {
   ValidationError,
   deadLetter,
 } from '@ktransport/broker';
+import { invalidTextIndex } from '@ktransport/broker/transport';
 import { waitFor } from '@ktransport/broker/testing';
 import { defined, memoryBroker } from './helpers.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { headerText, invalidTextIndex, isCertificateError, redactSecrets, redactUrl } from '@ktransport/broker';
+import { headerText, invalidTextIndex, isCertificateError, redactSecrets, redactUrl } from '@ktransport/broker/transport';
 
 describe('header text', () => {
   it('finds the characters MQTT and Mosquitto refuse: controls, unpaired surrogates, noncharacters', () => {

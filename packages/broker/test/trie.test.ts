@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { assertFilter, assertPublishTopic, ConfigurationError, PublishError, TopicTrie } from '@ktransport/broker';
+import { ConfigurationError, PublishError } from '@ktransport/broker';
+import { assertFilter, assertPublishTopic, TopicTrie } from '@ktransport/broker/transport';
 
 describe('TopicTrie', () => {
   const trie = new TopicTrie<string>();

@@ -1,5 +1,6 @@
 import { Server as GrpcJsServer, ServerCredentials, type ServerOptions, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { ConfigurationError, InFlight, type Server } from '@ktransport/broker';
+import { ConfigurationError, type Server } from '@ktransport/broker';
+import { InFlight } from '@ktransport/broker/transport';
 import { guard } from './call.js';
 import { BindError, ShutdownTimeoutError } from './errors.js';
 import { healthDefinition, HEALTH_SERVICE } from './health/definition.js';

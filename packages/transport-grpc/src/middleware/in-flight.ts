@@ -1,4 +1,4 @@
-import type { InFlight } from '@ktransport/broker';
+import type { InFlight } from '@ktransport/broker/transport';
 import { observe } from '../call.js';
 import type { GrpcMiddleware } from '../options.js';
 
