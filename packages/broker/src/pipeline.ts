@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MeterProvider, TextMapPropagator, TracerProvider } from '@opentelemetry/api';
-import type { CodecName, Handler, HandlerContext, PublishOptions, SubscribeOptions } from './broker.js';
+import type { CodecName, Handler, PublishOptions, SubscribeOptions } from './broker.js';
 import { CodecRegistry } from './codec/registry.js';
 import { BrokerError, ConfigurationError, PublishError } from './errors.js';
 import { HEADER, type Headers, type Message } from './message.js';
@@ -14,6 +14,7 @@ import { retry } from './middleware/retry.js';
 import { timeout } from './middleware/timeout.js';
 import { tracingConsumer, tracingPublisher } from './middleware/tracing.js';
 import { validation } from './middleware/validation.js';
+import { type SlotContext, YIELD_SLOT, type YieldSlot } from './engine/slot.js';
 import { errorText } from './text.js';
 
 /** Options every broker accepts, whatever its transport. */
@@ -64,7 +65,7 @@ function asPublishError(topic: string, error: unknown): BrokerError {
 export type RawMessage = Message<Uint8Array>;
 
 /** Processes one received message; resolves to acknowledge, rejects to hand it back for redelivery. */
-export type Consumer = (message: RawMessage, signal: AbortSignal) => Promise<void>;
+export type Consumer = (message: RawMessage, signal: AbortSignal, yieldSlot?: YieldSlot) => Promise<void>;
 
 /**
  * The transport-independent part of a broker, shared by composition: encoding and
@@ -163,9 +164,11 @@ export class MessagePipeline {
     if (options.schema) inner.push(validation(options.schema));
     const run = chain(...this.#consumerOuter, ...inner)(handler as Handler<unknown>);
     const group = options.group;
-    return (message, signal) => {
-      const context: HandlerContext =
+    return (message, signal, yieldSlot) => {
+      const context: SlotContext =
         group === undefined ? { attempt: 1, filter, signal, payload: message.body } : { attempt: 1, filter, group, signal, payload: message.body };
+      // The retry middleware gives the engine's slot back while it waits between attempts.
+      if (yieldSlot) (context as { [YIELD_SLOT]?: YieldSlot })[YIELD_SLOT] = yieldSlot;
       try {
         // Not an async function: a handler chain that settles synchronously costs no extra promise.
         return Promise.resolve(run(message, context));

@@ -268,4 +268,52 @@ describe('DeliveryEngine', () => {
     );
     expect(a[0]?.outcome).toBe('ack');
   });
+
+  it('a delivery backing off between retries gives its slot to other keys and gets one back after', async () => {
+    const order: string[] = [];
+    let failures = 1;
+    const engine = new DeliveryEngine({
+      consumer: async (message, _signal, yieldSlot) => {
+        const n = numberOf(message);
+        if (n === 0 && failures-- > 0) {
+          order.push('0 failed');
+          if (!yieldSlot) throw new Error('the engine gave no yieldSlot');
+          await yieldSlot(sleep(100));
+        }
+        order.push(String(n));
+      },
+      concurrency: 1,
+      redeliveryDelayMs: 1,
+    });
+    const all = [delivery(0, 'a'), delivery(1, 'a'), delivery(2, 'b'), delivery(3, 'b')];
+    for (const d of all) engine.push(d);
+    await waitFor(
+      () => all.every((d) => d.outcome === 'ack'),
+      2_000,
+      () => order.join(),
+    );
+    // b ran while a's first message backed off; a's second waited for its key.
+    expect(order).toEqual(['0 failed', '2', '3', '0', '1']);
+  });
+
+  it('stop wakes a delivery backing off: it gets no slot, is not tried again, and is nacked', async () => {
+    let tries = 0;
+    const engine = new DeliveryEngine({
+      consumer: async (_message, _signal, yieldSlot) => {
+        tries++;
+        await yieldSlot?.(sleep(60_000));
+        tries++;
+      },
+      concurrency: 1,
+      redeliveryDelayMs: 1,
+    });
+    const d = delivery(0);
+    engine.push(d);
+    await sleep(10);
+    const begun = Date.now();
+    expect(await engine.stop(5_000)).toEqual({ running: 0, queued: 0 });
+    expect(Date.now() - begun).toBeLessThan(1_000);
+    expect(tries).toBe(1);
+    expect(d.outcome).toBe('nack');
+  });
 });

@@ -222,4 +222,28 @@ describe('message ids', () => {
       await broker.disconnect();
     }
   });
+
+  it('a message backing off between retries holds no handler slot: other keys run meanwhile (concurrency 1)', async () => {
+    const broker = await memoryBroker();
+    const order: string[] = [];
+    await broker.subscribe('dlq', (m) => void order.push(`dead ${String(m.key)}`), { codec: 'bytes' });
+    await broker.subscribe<{ n: number }>(
+      'orders',
+      (m) => {
+        if (m.key === 'bad') throw new Error('refused');
+        order.push(`${m.key}:${m.body.n}`);
+      },
+      { concurrency: 1, retry: { attempts: 3, initialDelayMs: 150 }, deadLetter: 'dlq' },
+    );
+    await broker.publish('orders', { n: 0 }, { key: 'bad' });
+    for (let n = 1; n <= 5; n++) await broker.publish('orders', { n }, { key: 'good' });
+    await waitFor(
+      () => order.includes('dead bad'),
+      5_000,
+      () => order.join(),
+    );
+    // The good key ran during the bad one's backoff (150 + 300 ms), not after it was dead-lettered.
+    expect(order).toEqual(['good:1', 'good:2', 'good:3', 'good:4', 'good:5', 'dead bad']);
+    await broker.disconnect();
+  });
 });

@@ -2,6 +2,7 @@ import { ConfigurationError, ConnectionError } from '../errors.js';
 import type { Consumer } from '../pipeline.js';
 import type { Delivery, EngineLoad, FlowControl } from './delivery.js';
 import { OrderedQueue } from './ordered-queue.js';
+import { StoppingError, type YieldSlot } from './slot.js';
 
 /** What one subscription's engine needs. */
 export interface EngineOptions {
@@ -19,6 +20,8 @@ export interface EngineOptions {
   readonly redeliveryDelayMs: number;
   /** The wire's pause and resume; without it the wire bounds intake itself (MQTT Receive Maximum). */
   readonly flow?: FlowControl;
+  /** Told of a delivery whose pipeline failed and that runs again after `redeliveryDelayMs` (for the wire's log). */
+  readonly onRedeliver?: (delivery: Delivery, error: unknown) => void;
 }
 
 /** What `stop` left behind when its time ran out or it was stopped. */
@@ -46,6 +49,13 @@ export class DeliveryEngine implements EngineLoad {
   /** Keys whose intake is paused (`undefined`: the whole subscription). */
   readonly #paused = new Set<string | undefined>();
   #running = 0;
+  /** Deliveries between attempts (a retry's backoff): they hold no slot, but their key stays busy. */
+  #yielded = 0;
+  /** Deliveries back from their backoff, waiting for a free slot; served before anything queued. */
+  readonly #slotWaiters: { go(): void; fail(error: Error): void }[] = [];
+  /** Resolves when stop() begins: deliveries in their backoff wake up then (and get no slot). */
+  #stopBegun!: () => void;
+  readonly #stopSignal = new Promise<void>((resolve) => (this.#stopBegun = resolve));
   #phase: 'open' | 'finishing' | 'stopping' = 'open';
   /** Waits of `finish` and `stop`: each returns true once it resolved. */
   readonly #waits = new Set<() => boolean>();
@@ -69,6 +79,11 @@ export class DeliveryEngine implements EngineLoad {
   /** Deliveries received and not started (failed ones waiting to run again included). */
   get queued(): number {
     return this.#queue.size + this.#later.size;
+  }
+
+  /** Handlers running or between two attempts of a retry. */
+  get #busy(): number {
+    return this.#running + this.#yielded;
   }
 
   /** Aborted when a stop ran out of time: handlers should give up. */
@@ -118,7 +133,7 @@ export class DeliveryEngine implements EngineLoad {
   async finish(timeoutMs: number): Promise<StopResult> {
     if (this.#phase === 'open') this.#phase = 'finishing';
     const deadline = Date.now() + timeoutMs;
-    await this.#whenIdle(timeoutMs, () => this.#running === 0 && this.queued === 0);
+    await this.#whenIdle(timeoutMs, () => this.#busy === 0 && this.queued === 0);
     return this.stop(Math.max(0, deadline - Date.now()));
   }
 
@@ -129,6 +144,12 @@ export class DeliveryEngine implements EngineLoad {
    */
   async stop(timeoutMs: number): Promise<StopResult> {
     this.#phase = 'stopping';
+    this.#stopBegun();
+    // Each delivery woken here settles (as not handled) and gives back a slot it is counted in meanwhile.
+    for (const waiter of this.#slotWaiters.splice(0)) {
+      this.#running++;
+      waiter.fail(new StoppingError());
+    }
     let queued = 0;
     for (const [timer, delivery] of this.#later) {
       clearTimeout(timer);
@@ -143,13 +164,18 @@ export class DeliveryEngine implements EngineLoad {
     }
     // A finish() waiting for the queue to empty may be done now.
     this.#wake();
-    await this.#whenIdle(timeoutMs, () => this.#running === 0);
-    const running = this.#running;
+    await this.#whenIdle(timeoutMs, () => this.#busy === 0);
+    const running = this.#busy;
     if (running > 0) this.#abort.abort(new ConnectionError(`the subscription stopped after ${timeoutMs} ms of draining`));
     return { running, queued };
   }
 
   #pump(): void {
+    // Deliveries back from a retry's backoff go first: they were started before anything queued.
+    while (this.#running < this.#o.concurrency && this.#slotWaiters.length > 0) {
+      this.#running++;
+      this.#slotWaiters.shift()?.go();
+    }
     while (this.#running < this.#o.concurrency && this.#phase !== 'stopping') {
       const delivery = this.#queue.next();
       if (delivery === undefined) break;
@@ -162,17 +188,37 @@ export class DeliveryEngine implements EngineLoad {
     this.#running++;
     let work: Promise<void>;
     try {
-      work = this.#o.consumer(delivery.message, this.#abort.signal);
+      work = this.#o.consumer(delivery.message, this.#abort.signal, this.#yieldSlot);
     } catch (error) {
       work = Promise.reject(error);
     }
     work.then(
       () => this.#settled(delivery, true),
-      () => this.#settled(delivery, false),
+      (error: unknown) => this.#settled(delivery, false, error),
     );
   }
 
-  #settled(delivery: Delivery, handled: boolean): void {
+  /** A retry's backoff: the slot goes to other work until `wait` ends (or stopping begins), then the delivery waits for one. */
+  readonly #yieldSlot: YieldSlot = (wait) => {
+    this.#running--;
+    this.#yielded++;
+    this.#pump();
+    return Promise.race([wait, this.#stopSignal]).then(() => {
+      this.#yielded--;
+      if (this.#phase === 'stopping') {
+        // Counted as running until it settles (as not handled), which gives the slot back.
+        this.#running++;
+        return Promise.reject(new StoppingError());
+      }
+      if (this.#running < this.#o.concurrency) {
+        this.#running++;
+        return undefined;
+      }
+      return new Promise<void>((go, fail) => this.#slotWaiters.push({ go, fail }));
+    });
+  };
+
+  #settled(delivery: Delivery, handled: boolean, error?: unknown): void {
     this.#running--;
     if (this.#abort.signal.aborted) {
       // Its drain ran out of time and reported it as not acknowledged: keep to that, whatever the outcome.
@@ -186,6 +232,7 @@ export class DeliveryEngine implements EngineLoad {
       delivery.nack();
     } else {
       // Its key stays busy while it waits: nothing newer of that key overtakes it.
+      this.#o.onRedeliver?.(delivery, error);
       const timer = setTimeout(() => {
         this.#later.delete(timer);
         this.#queue.retry(delivery);

@@ -1,4 +1,5 @@
 import type { HandlerContext } from '../broker.js';
+import { StoppingError } from '../engine/slot.js';
 import { BrokerError, errorType, isRetriable } from '../errors.js';
 import type { Headers, Message } from '../message.js';
 import { errorText, headerText } from '../text.js';
@@ -70,6 +71,8 @@ export function deadLetter(topic: string, publish: DeadLetterPublish, onUndelive
     try {
       await next(message, context);
     } catch (error) {
+      // Shutdown, not failure: the message goes back to the broker for redelivery, not to the dead-letter topic.
+      if (error instanceof StoppingError || context.signal.aborted) throw error;
       const reason = reasonHeaders(message, context, error);
       try {
         await publish(topic, context.payload, { ...message.headers, ...reason }, message.key);

@@ -1,5 +1,6 @@
 import type { RetryPolicy } from '../broker.js';
 import { BrokerError, ConfigurationError, isRetriable } from '../errors.js';
+import { withoutSlot } from '../engine/slot.js';
 import type { Middleware } from './middleware.js';
 
 /** The last attempt failed; `cause` is its error, `attempts` how many ran. */
@@ -25,7 +26,9 @@ export function backoffDelay(policy: RetryPolicy, attempt: number): number {
  * Runs the handler up to `policy.attempts` times with exponential backoff. A
  * non-retriable error (decode, validation) stops at once. When the attempts run
  * out, throws HandlerFailedError carrying the count for the dead-letter headers.
- * Waiting stops early if the context's signal aborts (shutdown).
+ * Waiting stops early if the context's signal aborts (shutdown), and no attempt
+ * follows. Inside a broker, the wait gives the delivery engine's handler slot
+ * back, so a failing message does not hold up other keys while it backs off.
  */
 export function retry(policy: RetryPolicy): Middleware {
   if (!Number.isInteger(policy.attempts) || policy.attempts < 1) {
@@ -39,7 +42,9 @@ export function retry(policy: RetryPolicy): Middleware {
         if (attempt >= policy.attempts || !isRetriable(error) || context.signal.aborted) {
           throw new HandlerFailedError(attempt, error);
         }
-        await sleep(backoffDelay(policy, attempt), context.signal);
+        // Between attempts the delivery holds no handler slot: other keys run meanwhile.
+        await withoutSlot(context, sleep(backoffDelay(policy, attempt), context.signal));
+        if (context.signal.aborted) throw new HandlerFailedError(attempt, error);
       }
     }
   };
