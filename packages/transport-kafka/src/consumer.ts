@@ -82,6 +82,8 @@ export class GroupSubscriber implements EngineLoad {
       concurrency: options.concurrency,
       maxQueuedPerPartition: resolved.consumer.maxQueuedPerPartition,
       redeliveryDelayMs: resolved.consumer.redeliveryDelayMs,
+      redelivering: (message, error) =>
+        this.#log('warn', `message ${topic}[${String(message.partition)}]@${String(message.offset)} failed and will be delivered again: ${describe(error)}`),
       tracker: this.#tracker,
       consumer: () => this.#consumer,
       takes: (consumer, partition) => this.#membership.takes(consumer, partition),

@@ -55,6 +55,8 @@ export interface IntakeOptions {
   readonly concurrency: number;
   readonly maxQueuedPerPartition: number;
   readonly redeliveryDelayMs: number;
+  /** Told of a record that failed and is delivered again after `redeliveryDelayMs`. */
+  readonly redelivering: (message: RawMessage, error: unknown) => void;
   readonly tracker: CommitTracker;
   /** The subscription's consumer now (undefined between consumers). */
   readonly consumer: () => Consumer | undefined;
@@ -91,6 +93,7 @@ export class BatchIntake implements FlowControl {
       maxQueued: options.maxQueuedPerPartition,
       redeliveryDelayMs: options.redeliveryDelayMs,
       flow: this,
+      onRedeliver: (delivery, error) => options.redelivering(delivery.message, error),
     });
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DrainTimeoutError, type Message, SubscribeError } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
-import { type KafkaBrokerOptions, KafkaBroker } from '@ktransport/transport-kafka';
+import { type KafkaBrokerOptions, KafkaBroker, type KafkaLogEntry } from '@ktransport/transport-kafka';
 import { committedOffsets, createTopic, defined, sharedKafka, unique, until } from './helpers.js';
 
 interface Body {
@@ -212,9 +212,10 @@ describe('KafkaBroker starting offsets', () => {
 });
 
 describe('KafkaBroker consumer options', () => {
-  it('redeliveryDelayMs is the pause before a failed message comes again', async () => {
+  it('redeliveryDelayMs is the pause before a failed message comes again, and the logger is told', async () => {
     const topic = await createTopic(kafka.admin, unique('delay'), 1);
-    const broker = await connected({ consumer: { redeliveryDelayMs: 2_000 } });
+    const logs: KafkaLogEntry[] = [];
+    const broker = await connected({ consumer: { redeliveryDelayMs: 2_000 }, logger: (entry) => logs.push(entry) });
     const at: number[] = [];
     await broker.subscribe<Body>(
       topic,
@@ -233,6 +234,9 @@ describe('KafkaBroker consumer options', () => {
     const gap = defined(at[1], 'a second attempt') - defined(at[0], 'a first attempt');
     expect(gap).toBeGreaterThanOrEqual(1_900);
     expect(gap).toBeLessThan(5_000);
+    expect(logs.map((entry) => entry.message)).toContainEqual(
+      expect.stringMatching(new RegExp(`^message ${topic}\\[0\\]@0 failed and will be delivered again: once$`)),
+    );
   });
 
   it('concurrency is the number of partitions handled at once, each in order', async () => {
