@@ -165,10 +165,11 @@ export class MessagePipeline {
     const run = chain(...this.#consumerOuter, ...inner)(handler as Handler<unknown>);
     const group = options.group;
     return (message, signal, yieldSlot) => {
+      // The retry middleware gives the engine's slot back (yieldSlot) while it waits between attempts.
       const context: SlotContext =
-        group === undefined ? { attempt: 1, filter, signal, payload: message.body } : { attempt: 1, filter, group, signal, payload: message.body };
-      // The retry middleware gives the engine's slot back while it waits between attempts.
-      if (yieldSlot) (context as { [YIELD_SLOT]?: YieldSlot })[YIELD_SLOT] = yieldSlot;
+        group === undefined
+          ? { attempt: 1, filter, signal, payload: message.body, [YIELD_SLOT]: yieldSlot }
+          : { attempt: 1, filter, group, signal, payload: message.body, [YIELD_SLOT]: yieldSlot };
       try {
         // Not an async function: a handler chain that settles synchronously costs no extra promise.
         return Promise.resolve(run(message, context));

@@ -49,8 +49,24 @@ export class OrderedQueue {
     this.#list(lane);
   }
 
+  /**
+   * Takes `delivery` to run at once, past the queue, when nothing waits and its
+   * key is not busy (it is then busy until `done`); false otherwise.
+   */
+  takeIfIdle(delivery: Delivery): boolean {
+    if (this.#size > 0) return false;
+    const key = delivery.orderingKey;
+    if (key === undefined) return true;
+    if (this.#lanes.has(key)) return false;
+    const lane = new Lane();
+    lane.busy = true;
+    this.#lanes.set(key, lane);
+    return true;
+  }
+
   /** The next delivery that may run, now taken out (its key is busy until `done`); undefined when none may. */
   next(): Delivery | undefined {
+    if (this.#size === 0) return undefined;
     const again = this.#again.shift();
     if (again) {
       this.#size--;

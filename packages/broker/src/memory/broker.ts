@@ -71,12 +71,9 @@ class Route {
     readonly group: string | undefined,
   ) {}
 
-  /** The members that get a message with this key. */
-  targets(key: string | undefined): Member[] {
-    const active = this.members.filter((m) => m.active);
-    if (this.group === undefined) return active;
-    const member = this.#picker.pick(active, key);
-    return member === undefined ? [] : [member];
+  /** The member of the group that gets a message with this key (members leave the list when they unsubscribe). */
+  pick(key: string | undefined): Member | undefined {
+    return this.#picker.pick(this.members, key);
   }
 }
 
@@ -256,10 +253,25 @@ export class MemoryBroker implements Broker, ObservableConnection {
     if (this.#state !== 'connected') {
       return Promise.reject(new ConnectionError(`cannot publish to ${raw.topic}: the memory broker disconnected before the message was queued`));
     }
+    const routes = this.#trie.match(raw.topic);
+    // The usual case: one route with one member (or a group), no queue full.
+    const first = routes.length === 1 ? routes[0] : undefined;
+    if (first !== undefined && (first.group !== undefined || first.members.length === 1)) {
+      const member = first.group === undefined ? first.members[0] : first.pick(raw.key);
+      if (member === undefined) return RESOLVED;
+      if (member.paused) return member.room().then(() => this.#deliver(raw));
+      member.engine.push(delivery(raw));
+      return RESOLVED;
+    }
     const targets: Member[] = [];
-    for (const route of this.#trie.match(raw.topic)) for (const member of route.targets(raw.key)) targets.push(member);
-    const full = targets.find((member) => member.paused);
-    if (full) return full.room().then(() => this.#deliver(raw));
+    for (const route of routes) {
+      if (route.group === undefined) for (const member of route.members) targets.push(member);
+      else {
+        const member = route.pick(raw.key);
+        if (member !== undefined) targets.push(member);
+      }
+    }
+    for (const member of targets) if (member.paused) return member.room().then(() => this.#deliver(raw));
     // Each member gets a message of its own; a single one can have the original.
     const only = targets.length === 1 ? targets[0] : undefined;
     if (only !== undefined) only.engine.push(delivery(raw));
