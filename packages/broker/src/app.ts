@@ -1,4 +1,5 @@
 import { BrokerError, ConfigurationError, TimeoutError } from './errors.js';
+import { type Settleable, settleable } from './settleable.js';
 import type { Server } from './server.js';
 
 /** Options of `App`. */
@@ -23,24 +24,6 @@ export class StopError extends BrokerError {
   }
 }
 
-/** The outcome of one run: settles once the app has stopped (rejects with StopError when stopping failed). */
-interface Run {
-  readonly done: Promise<void>;
-  settle(error?: unknown): void;
-}
-
-function newRun(): Run {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const done = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Rejected only for callers that await it: nobody awaiting it is not an unhandled rejection.
-  done.catch(() => undefined);
-  return { done, settle: (error) => (error === undefined ? resolve() : reject(error)) };
-}
-
 /**
  * Starts its servers in order and stops them in reverse order, on `stop()` or on
  * a signal, within a time limit; `run()` settles once the app has stopped. An
@@ -57,7 +40,8 @@ export class App {
   #started: Server[] = [];
   #phase: 'idle' | 'starting' | 'running' = 'idle';
   #stopping: Promise<void> | undefined;
-  #run: Run = newRun();
+  /** The current run's outcome: settles once the app has stopped (rejects with StopError when stopping failed). */
+  #run: Settleable = settleable();
   readonly #onSignal = (signal: NodeJS.Signals): void => {
     this.#log(`${this.name}: ${signal} received, stopping`);
     this.stop().catch((error: unknown) => this.#log(`${this.name}: ${error instanceof Error ? error.message : String(error)}`));
@@ -80,7 +64,7 @@ export class App {
     if (this.#stopping) await this.#stopping.catch(() => undefined);
     if (this.#phase !== 'idle') throw new ConfigurationError(`${this.name} is already started; stop it before starting it again`);
     this.#phase = 'starting';
-    this.#run = newRun();
+    this.#run = settleable();
     for (const signal of this.#signals) process.on(signal, this.#onSignal);
     for (const server of this.#servers) {
       try {
@@ -108,12 +92,12 @@ export class App {
    */
   async run(): Promise<void> {
     await this.start();
-    await this.#run.done;
+    await this.#run.promise;
   }
 
   /** Settles once the current run has stopped, as `run()` does, for callers that started it with `start()`. */
   get stopped(): Promise<void> {
-    return this.#run.done;
+    return this.#run.promise;
   }
 
   /**
@@ -127,9 +111,9 @@ export class App {
     if (this.#phase === 'idle') return Promise.resolve();
     const run = this.#run;
     const stopping = this.#stopAll().then(
-      () => run.settle(),
+      () => run.resolve(),
       (error: unknown) => {
-        run.settle(error);
+        run.reject(error);
         throw error;
       },
     );

@@ -1,5 +1,5 @@
 import { ConnectionError, SubscribeError } from '@ktransport/broker';
-import type { Consumer as PipelineConsumer, EngineLoad, StopResult } from '@ktransport/broker/transport';
+import { type Consumer as PipelineConsumer, type EngineLoad, settleable, type StopResult } from '@ktransport/broker/transport';
 import kafkajs, { type Admin, type Consumer } from 'kafkajs';
 import { topicRoundRobin } from './assigner.js';
 import { type createKafka, safeLog } from './client.js';
@@ -8,7 +8,6 @@ import { describe, isStartRetriable, toSubscribeError } from './errors.js';
 import { GroupMembership } from './group.js';
 import { BatchIntake } from './intake.js';
 import type { ResolvedOptions } from './options.js';
-import { settleable } from './wait.js';
 
 const { PartitionAssigners } = kafkajs;
 

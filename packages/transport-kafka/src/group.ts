@@ -1,9 +1,9 @@
+import type { Settleable } from '@ktransport/broker/transport';
 import type { Admin, Consumer } from 'kafkajs';
 import type { CommitTracker, Joined } from './commits.js';
 import { describe, isStartRetriable } from './errors.js';
 import { type BatchIntake, HOLD } from './intake.js';
 import { nextOffset } from './record.js';
-import type { Settleable } from './wait.js';
 
 export interface MembershipOptions {
   /** Connected admin client of the broker, shared. */

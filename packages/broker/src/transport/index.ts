@@ -14,5 +14,6 @@ export { InFlight } from '../drain.js';
 export { TopicTrie } from '../memory/trie.js';
 export { assertFilter, assertPublishTopic, hasWildcard } from '../topic.js';
 export { asBuffer } from '../codec/buffer.js';
+export { type Settleable, settleable } from '../settleable.js';
 export { errorText, HEADER_TEXT_MAX_BYTES, headerText, invalidTextIndex } from '../text.js';
 export { isCertificateError, redactSecrets, redactUrl } from '../security.js';

@@ -1,11 +1,18 @@
-/** A promise settled from outside, once; it never reports an unhandled rejection. */
+/**
+ * A promise settled from outside, once; it never reports an unhandled
+ * rejection (it rejects only for callers that await it).
+ */
 export interface Settleable {
   readonly promise: Promise<void>;
+  /** Whether `resolve` or `reject` was called. */
   readonly settled: boolean;
+  /** Resolves the promise, unless it was settled already. */
   resolve(): void;
+  /** Rejects the promise with `error`, unless it was settled already. */
   reject(error: unknown): void;
 }
 
+/** A new, unsettled Settleable. */
 export function settleable(): Settleable {
   let resolve!: () => void;
   let reject!: (error: unknown) => void;
