@@ -138,9 +138,19 @@ export class DeliveryEngine implements EngineLoad {
    * wire decides what their outcome still means.
    */
   revoke(test: (key: string | undefined) => boolean): number {
+    const count = this.#giveUp(test);
+    this.#resumeIfDrained();
+    return count;
+  }
+
+  /**
+   * Nacks the deliveries not started whose key matches (all of them without a
+   * test): those waiting for redelivery and those queued. Returns how many.
+   */
+  #giveUp(test?: (key: string | undefined) => boolean): number {
     let count = 0;
     for (const [timer, delivery] of this.#later) {
-      if (!test(delivery.orderingKey)) continue;
+      if (test && !test(delivery.orderingKey)) continue;
       clearTimeout(timer);
       this.#later.delete(timer);
       this.#queue.done(delivery);
@@ -152,7 +162,6 @@ export class DeliveryEngine implements EngineLoad {
       count++;
     }
     this.#waiting = this.#queue.size;
-    this.#resumeIfDrained();
     return count;
   }
 
@@ -181,19 +190,7 @@ export class DeliveryEngine implements EngineLoad {
       this.#running++;
       waiter.fail(new StoppingError());
     }
-    let queued = 0;
-    for (const [timer, delivery] of this.#later) {
-      clearTimeout(timer);
-      this.#queue.done(delivery);
-      delivery.nack();
-      queued++;
-    }
-    this.#later.clear();
-    for (const delivery of this.#queue.remove()) {
-      delivery.nack();
-      queued++;
-    }
-    this.#waiting = 0;
+    const queued = this.#giveUp();
     // A finish() waiting for the queue to empty may be done now.
     this.#wake();
     await this.#whenIdle(timeoutMs, () => this.#busy === 0);

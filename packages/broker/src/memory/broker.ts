@@ -4,7 +4,7 @@ import { DeliveryEngine } from '../engine/engine.js';
 import { GroupPicker } from '../engine/pick.js';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } from '../errors.js';
 import type { OutgoingMessage } from '../middleware/middleware.js';
-import { type CommonBrokerOptions, MessagePipeline, type RawMessage } from '../pipeline.js';
+import { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
 import { assertFilter, assertPublishTopic } from '../topic.js';
 import { TopicTrie } from './trie.js';
 
@@ -31,7 +31,7 @@ class Member {
 
   constructor(
     readonly route: Route,
-    options: { consumer: MemberConsumer; concurrency: number; maxQueued: number; redeliveryDelayMs: number },
+    options: { consumer: Consumer; concurrency: number; maxQueued: number; redeliveryDelayMs: number },
   ) {
     this.engine = new DeliveryEngine({
       ...options,
@@ -58,8 +58,6 @@ class Member {
     for (const go of this.#waiting.splice(0)) go();
   }
 }
-
-type MemberConsumer = ConstructorParameters<typeof DeliveryEngine>[0]['consumer'];
 
 /** Where one matching publish goes: every ungrouped subscription, or one member of a group. */
 class Route {
@@ -216,7 +214,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
   }
 
   async #unsubscribe(member: Member, key: string | undefined): Promise<void> {
-    if (!member.active || !this.#members.has(member)) return;
+    if (!member.active) return;
     member.release();
     const route = member.route;
     route.members.splice(route.members.indexOf(member), 1);
