@@ -5,7 +5,6 @@ import {
   assertFilter,
   assertPublishTopic,
   headerText,
-  invalidTextIndex,
   MessagePipeline,
   type OutgoingMessage,
   type RawMessage,
@@ -15,7 +14,7 @@ import type { IClientOptions, MqttClient } from 'mqtt';
 import { Acks, type Incoming } from './acks.js';
 import { Connection } from './connection.js';
 import { sharedSubscriptionsUnavailable, subscribeFailure } from './errors.js';
-import { fromPacket, KEY_HEADER, MQTT_MAX_STRING } from './headers.js';
+import { fromPacket, KEY_HEADER, mqttStringBytes } from './headers.js';
 import { Member } from './member.js';
 import type {
   EncodedWill,
@@ -204,7 +203,7 @@ export class MqttBroker implements Broker, ObservableConnection {
       throw new ConfigurationError(`invalid group "${headerText(group, 200)}": it must be non-empty without /, + or #`);
     // Mosquitto closes the connection of a SUBSCRIBE it cannot read, and mqtt.js would send it again on every reconnect.
     const sent = group === undefined ? filter : `$share/${group}/${filter}`;
-    if (invalidTextIndex(sent) !== -1 || Buffer.byteLength(sent) > MQTT_MAX_STRING) {
+    if (mqttStringBytes(sent) < 0) {
       throw new ConfigurationError(
         `cannot subscribe to "${headerText(sent, 200)}": a filter or group must be valid MQTT UTF-8 without control characters, at most 65,535 bytes`,
       );

@@ -57,7 +57,7 @@ const BEYOND_PRINTABLE_ASCII = /[^\x20-\x7e]/;
  * regular expression test for printable ASCII, and for other text the check of
  * `invalidTextIndex` and one UTF-8 length.
  */
-function measure(text: unknown): number {
+export function mqttStringBytes(text: unknown): number {
   if (typeof text !== 'string') return -1;
   // More UTF-16 units than the limit is more bytes too: no need to scan it.
   if (text.length > MQTT_MAX_STRING) return -2;
@@ -77,14 +77,14 @@ function reasonOf(size: number, text: unknown): [InvalidTextReason, number] {
 
 /** Bytes of a topic on the wire (with its length prefix); throws InvalidTopicError when MQTT cannot carry it. */
 export function topicSize(topic: string): number {
-  const size = measure(topic);
+  const size = mqttStringBytes(topic);
   if (size < 0) throw new InvalidTopicError(topic, ...reasonOf(size, topic));
   return 2 + size;
 }
 
 /** Bytes of a header on the wire (with its length prefix); throws InvalidHeaderError when MQTT cannot carry it. */
 function headerSize(topic: string, name: string, part: 'name' | 'value', text: unknown): number {
-  const size = measure(text);
+  const size = mqttStringBytes(text);
   if (size < 0) throw new InvalidHeaderError(topic, name, part, ...reasonOf(size, text));
   return 2 + size;
 }

@@ -1,8 +1,8 @@
 import type { BasePublishOptions, BaseSubscribeOptions, CodecName, CommonBrokerOptions, Headers, SubscribeOptions } from '@ktransport/broker';
 import { ConfigurationError } from '@ktransport/broker';
-import { asBuffer, hasWildcard, headerText, invalidTextIndex, redactUrl } from '@ktransport/broker/transport';
+import { asBuffer, hasWildcard, headerText, redactUrl } from '@ktransport/broker/transport';
 import type { IClientOptions } from 'mqtt';
-import { MQTT_MAX_STRING, remainingLength, toProperties } from './headers.js';
+import { mqttStringBytes, MQTT_MAX_STRING, remainingLength, toProperties } from './headers.js';
 
 /** MQTT quality of service: at most once, at least once, exactly once. */
 export type QoS = 0 | 1 | 2;
@@ -244,9 +244,10 @@ export function qos(name: string, value: unknown): QoS {
 /** Refuses a string option that MQTT cannot carry in CONNECT (a control character, over 65,535 bytes). */
 function mqttString(name: string, value: string | undefined): void {
   if (value === undefined) return;
-  const invalid = invalidTextIndex(value);
-  if (invalid !== -1) throw new ConfigurationError(`${name} has a character MQTT strings must not carry at index ${invalid}`);
-  if (Buffer.byteLength(value) > MQTT_MAX_STRING) throw new ConfigurationError(`${name} is longer than 65,535 UTF-8 bytes`);
+  const size = mqttStringBytes(value);
+  if (size === -1) throw new ConfigurationError(`${name} must be a string`);
+  if (size === -2) throw new ConfigurationError(`${name} is longer than 65,535 UTF-8 bytes`);
+  if (size < 0) throw new ConfigurationError(`${name} has a character MQTT strings must not carry at index ${-3 - size}`);
 }
 
 function integer(name: string, value: number, min: number, max: number): number {
