@@ -1,0 +1,2 @@
+/** The amqp transport: under construction. */
+export const PLACEHOLDER = true;

@@ -1,0 +1,2 @@
+/** The nats transport: under construction. */
+export const PLACEHOLDER = true;

@@ -1,0 +1,2 @@
+/** The redis transport: under construction. */
+export const PLACEHOLDER = true;
