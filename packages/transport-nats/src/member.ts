@@ -1,0 +1,274 @@
+import { SubscribeError } from '@ktransport/broker';
+import { type Consumer, DeliveryEngine, type RawMessage } from '@ktransport/broker/transport';
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type Consumer as PullConsumer,
+} from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
+import { describeError } from './errors.js';
+import { fromNatsHeaders, KEY_HEADER } from './headers.js';
+import type { NatsDeliverPolicy, ResolvedOptions } from './options.js';
+import { topicOf } from './subjects.js';
+
+/** How a subscription's consumer is made. */
+export interface ConsumerSpec {
+  readonly stream: string;
+  /** The durable name (a group) or the name of an ephemeral consumer. */
+  readonly name: string;
+  readonly durable: boolean;
+  readonly filterSubject: string;
+  readonly deliverPolicy: NatsDeliverPolicy;
+}
+
+/** What a member needs of its broker. */
+export interface MemberContext {
+  readonly options: ResolvedOptions;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  /** Told of problems no caller can be told of (a consumer that could not be made again). */
+  readonly report: (error: unknown) => void;
+}
+
+/** Time an ephemeral consumer outlives its last pull: long enough for a reconnect. */
+const EPHEMERAL_INACTIVE_MS = 120_000;
+/**
+ * Expiry of each pull request (nats.js' smallest); idle heartbeats at half of it
+ * show a server that went away. A stop waits for the last request to run out.
+ */
+export const PULL_EXPIRES_MS = 1_000;
+
+/**
+ * One `subscribe()` call: a pull consumer (durable for a group, ephemeral
+ * otherwise) consumed into its own DeliveryEngine. Every message handed to the
+ * engine is held until the engine acks or nacks it, and told to the server as
+ * in progress (`working()`) every third of `ack_wait` meanwhile.
+ */
+export class Member {
+  readonly engine: DeliveryEngine;
+  readonly #spec: ConsumerSpec;
+  readonly #context: MemberContext;
+  readonly #held = new Set<JsMsg>();
+  #consumer: PullConsumer | undefined;
+  #pulling: Promise<void> | undefined;
+  /** Wakes the intake waiting for room in the window (or for its next attempt). */
+  #wake: (() => void) | undefined;
+  #working: NodeJS.Timeout | undefined;
+  /** Stream sequence to start from when an ephemeral consumer has to be made again. */
+  #nextSeq = 0;
+  #stopped = false;
+
+  constructor(spec: ConsumerSpec, context: MemberContext, consumer: Consumer, concurrency: number) {
+    this.#spec = spec;
+    this.#context = context;
+    // No FlowControl: the consumer's max_ack_pending bounds what the server delivers before acks come back.
+    this.engine = new DeliveryEngine({ consumer, concurrency, redeliveryDelayMs: context.options.redeliveryDelayMs });
+  }
+
+  get spec(): ConsumerSpec {
+    return this.#spec;
+  }
+
+  /** Makes (or binds to) the consumer and starts pulling. */
+  async start(): Promise<void> {
+    await this.#ensureConsumer(this.#spec.deliverPolicy === 'all' ? DeliverPolicy.All : DeliverPolicy.New);
+    this.#consumer = await this.#context.js.consumers.get(this.#spec.stream, this.#spec.name);
+    this.#pulling = this.#pull();
+    const every = Math.max(100, Math.floor(this.#context.options.ackWaitMs / 3));
+    this.#working = setInterval(() => {
+      for (const m of this.#held) m.working();
+    }, every);
+    this.#working.unref();
+  }
+
+  /**
+   * The intake: one pull request at a time for as many messages as the window
+   * has room for (`maxAckPending` minus what this member holds), each ending
+   * within PULL_EXPIRES_MS. On stop no new request is made and the last one
+   * runs out (what it still brings is given back at once), so that the server
+   * holds no request of ours that could take messages nobody reads.
+   */
+  async #pull(): Promise<void> {
+    const window = this.#context.options.maxAckPending;
+    let failures = 0;
+    while (!this.#stopped) {
+      const room = window - this.#held.size;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        continue;
+      }
+      try {
+        const consumer = this.#consumer;
+        if (!consumer) throw new Error('no consumer');
+        const batch = await consumer.fetch({ max_messages: room, expires: PULL_EXPIRES_MS });
+        for await (const m of batch) this.#receive(m);
+        failures = 0;
+      } catch (error) {
+        if (this.#stopped) break;
+        failures++;
+        await this.#recover(error, failures);
+      }
+    }
+  }
+
+  /** After a failed pull: the consumer made again when it is gone, then a pause growing with the failures. */
+  async #recover(error: unknown, failures: number): Promise<void> {
+    const { jsm, js, options } = this.#context;
+    const { stream, name } = this.#spec;
+    const gone = await jsm.consumers.info(stream, name).then(
+      () => false,
+      (e: unknown) => e instanceof Error && /consumer not found/i.test(e.message),
+    );
+    if (gone) {
+      try {
+        if (this.#spec.durable) await this.#ensureConsumer(this.#spec.deliverPolicy === 'all' ? DeliverPolicy.All : DeliverPolicy.New);
+        else await this.#ensureConsumer(DeliverPolicy.StartSequence, Math.max(1, this.#nextSeq));
+        this.#consumer = await js.consumers.get(stream, name);
+        return;
+      } catch (e) {
+        if (failures % 10 === 1) {
+          this.#context.report(
+            new SubscribeError(this.#spec.filterSubject, `cannot make consumer ${name} of stream ${stream} again: ${describeError(e)}`, {
+              cause: e,
+              retriable: true,
+            }),
+          );
+        }
+      }
+    } else if (failures % 30 === 0) {
+      this.#context.report(
+        new SubscribeError(this.#spec.filterSubject, `pulling from consumer ${name} of stream ${stream} keeps failing: ${describeError(error)}`, {
+          cause: error,
+          retriable: true,
+        }),
+      );
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.min(5_000, Math.max(options.reconnectWaitMs, 100) * failures));
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** The consumer config for this subscription. */
+  #config(policy: DeliverPolicy, startSeq?: number): Partial<ConsumerConfig> {
+    const { options } = this.#context;
+    const config: Partial<ConsumerConfig> = {
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(options.ackWaitMs),
+      max_ack_pending: options.maxAckPending,
+      max_deliver: -1,
+      filter_subject: this.#spec.filterSubject,
+      deliver_policy: policy,
+    };
+    if (startSeq !== undefined) config.opt_start_seq = startSeq;
+    if (this.#spec.durable) config.durable_name = this.#spec.name;
+    else {
+      config.name = this.#spec.name;
+      config.inactive_threshold = nanos(EPHEMERAL_INACTIVE_MS);
+    }
+    return config;
+  }
+
+  /**
+   * Creates the consumer, or binds to the group's existing durable: its position
+   * and settings are kept, but it must filter the subscription's subject.
+   */
+  async #ensureConsumer(policy: DeliverPolicy, startSeq?: number): Promise<void> {
+    const { jsm } = this.#context;
+    const { stream, name, filterSubject, durable } = this.#spec;
+    if (durable) {
+      const existing = await jsm.consumers.info(stream, name).catch(() => undefined);
+      if (existing) {
+        if ((existing.config.filter_subject ?? '') !== filterSubject) {
+          throw new SubscribeError(
+            filterSubject,
+            `durable consumer ${name} of stream ${stream} filters "${existing.config.filter_subject ?? ''}", not "${filterSubject}"`,
+          );
+        }
+        return;
+      }
+    }
+    try {
+      const info = await jsm.consumers.add(stream, this.#config(policy, startSeq));
+      if (!durable && this.#nextSeq === 0) this.#nextSeq = info.delivered.stream_seq + 1;
+    } catch (error) {
+      // Another member of the group made it meanwhile.
+      if (durable && (await jsm.consumers.info(stream, name).catch(() => undefined))) return;
+      throw error;
+    }
+  }
+
+  #receive(m: JsMsg): void {
+    if (this.#stopped) {
+      m.nak();
+      return;
+    }
+    if (m.seq >= this.#nextSeq) this.#nextSeq = m.seq + 1;
+    const headers = fromNatsHeaders(m.headers);
+    const key = headers[KEY_HEADER];
+    const message: RawMessage = {
+      topic: topicOf(m.subject),
+      body: m.data,
+      headers,
+      id: headers['message-id'] ?? String(m.seq),
+      timestamp: Math.floor(m.info.timestampNanos / 1_000_000),
+      offset: String(m.seq),
+      raw: m,
+      ...(key === undefined ? {} : { key }),
+    };
+    this.#held.add(m);
+    this.engine.push({
+      message,
+      orderingKey: key,
+      ack: () => {
+        this.#settled(m);
+        m.ack();
+      },
+      nack: () => {
+        this.#settled(m);
+        m.nak();
+      },
+    });
+  }
+
+  #settled(m: JsMsg): void {
+    this.#held.delete(m);
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /**
+   * Stops pulling: no new pull request is made and the last one runs out (within
+   * PULL_EXPIRES_MS, or `limitMs` when the server does not answer); what it still
+   * brings is given back. What the engine holds stays until it acks or nacks it.
+   */
+  async stopIntake(limitMs: number): Promise<void> {
+    this.#stopped = true;
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#pulling, new Promise<void>((resolve) => (timer = setTimeout(resolve, limitMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Stops the in-progress notices (after the engine settled everything it holds, or before closing). */
+  release(): void {
+    if (this.#working) clearInterval(this.#working);
+    this.#working = undefined;
+  }
+
+  /** Deletes an ephemeral consumer (a group's durable stays, with its position, as a Kafka group does). */
+  async removeEphemeral(): Promise<void> {
+    if (this.#spec.durable) return;
+    await this.#context.jsm.consumers.delete(this.#spec.stream, this.#spec.name).catch(() => undefined);
+  }
+}
