@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, SubscribeError } from '@ktransport/broker';
-import { MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
+import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
 import { type JetStreamClient, jetstream, type JetStreamManager, jetstreamManager, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect as natsConnect } from '@nats-io/transport-node';
-import { describeError, PayloadTooLargeError, toConnectionError, toPublishError } from './errors.js';
+import { describeError, InvalidHeaderError, PayloadTooLargeError, toConnectionError, toPublishError } from './errors.js';
 import { KEY_HEADER, toNatsHeaders } from './headers.js';
 import { Member } from './member.js';
 import type { InferOutput, NatsBrokerOptions, NatsPublishOptions, NatsSubscribeOptions, ResolvedOptions, Schema } from './options.js';
@@ -213,6 +213,9 @@ export class NatsBroker implements Broker, ObservableConnection {
     const subject = publishSubject(topic);
     const headers = key === undefined ? message.headers : { ...message.headers, [KEY_HEADER]: key };
     const natsHeaders = toNatsHeaders(topic, headers);
+    if (options.msgId !== undefined && (typeof options.msgId !== 'string' || options.msgId === '' || invalidTextIndex(options.msgId) >= 0)) {
+      throw new InvalidHeaderError(topic, 'Nats-Msg-Id', 'must be a non-empty string without control characters (the msgId option)');
+    }
     const limit = nc.info?.max_payload;
     if (limit !== undefined) {
       const size = payload.byteLength + headerBytes(headers, options.msgId);

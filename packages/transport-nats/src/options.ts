@@ -170,6 +170,7 @@ export function resolveOptions(options: NatsBrokerOptions): ResolvedOptions {
     if (parsed.protocol !== 'nats:' && parsed.protocol !== 'tls:') {
       throw new ConfigurationError(`unsupported NATS url scheme "${parsed.protocol}" in "${displayUrl}"; use nats:// or tls://`);
     }
+    if (!parsed.hostname) throw new ConfigurationError(`NATS url "${redactUrl(one)}" has no host`);
     if (parsed.protocol === 'tls:') tlsRequired = true;
     const name = safeDecode(parsed.username);
     const password = safeDecode(parsed.password);
