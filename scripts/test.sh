@@ -25,8 +25,12 @@ on_node() {
 brokers() {
   step "making sure Mosquitto answers on 127.0.0.1:1883"
   bash scripts/mosquitto.sh ensure
-  step "making sure RabbitMQ is installed (the MQTT tests start private nodes with its MQTT plugin)"
-  bash scripts/rabbitmq.sh install
+  step "making sure RabbitMQ answers on 127.0.0.1:5672 (the AMQP tests; the MQTT tests also start private nodes with its MQTT plugin)"
+  bash scripts/rabbitmq.sh ensure
+  step "making sure NATS with JetStream answers on 127.0.0.1:4222"
+  bash scripts/nats.sh ensure
+  step "making sure Redis answers on 127.0.0.1:6379"
+  bash scripts/redis.sh ensure
   step "making sure PostgreSQL answers on 127.0.0.1:5432"
   bash scripts/postgres.sh ensure
   step "starting Apache Kafka (KRaft) on 127.0.0.1:9092"
