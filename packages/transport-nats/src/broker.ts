@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
-import { ConfigurationError, ConnectionError, DrainTimeoutError, SubscribeError } from '@ktransport/broker';
+import { type BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, PublishError, SubscribeError } from '@ktransport/broker';
 import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
 import { type JetStreamClient, jetstream, type JetStreamManager, jetstreamManager, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect as natsConnect } from '@nats-io/transport-node';
-import { describeError, InvalidHeaderError, PayloadTooLargeError, toConnectionError, toPublishError } from './errors.js';
+import { describeError, InvalidHeaderError, isNoResponders, PayloadTooLargeError, toConnectionError, toPublishError } from './errors.js';
 import { KEY_HEADER, toNatsHeaders } from './headers.js';
 import { Member } from './member.js';
 import type { InferOutput, NatsBrokerOptions, NatsPublishOptions, NatsSubscribeOptions, ResolvedOptions, Schema } from './options.js';
@@ -229,9 +229,29 @@ export class NatsBroker implements Broker, ObservableConnection {
         ...(options.msgId === undefined ? {} : { msgID: options.msgId }),
       });
     } catch (error) {
+      if (isNoResponders(error)) throw await this.#noResponders(topic, subject, error);
       throw toPublishError(topic, subject, error, this.#options.secrets);
     }
     void ack;
+  }
+
+  /**
+   * "No responders" to a publish: either no stream captures the subject (a
+   * NoStreamError), or its stream has no leader at the moment (a JetStream
+   * cluster electing one after a node failed), which may pass: the stream
+   * lookup tells them apart.
+   */
+  async #noResponders(topic: string, subject: string, error: unknown): Promise<BrokerError> {
+    const jsm = this.#jsm;
+    const stream = jsm
+      ? await jsm.streams.find(subject).then(
+          (name) => name,
+          (e: unknown) => (e instanceof Error && /no stream matches/i.test(e.message) ? null : undefined),
+        )
+      : undefined;
+    if (stream === null) return toPublishError(topic, subject, error, this.#options.secrets);
+    const where = stream === undefined ? 'its stream could not be looked up' : `stream ${stream} captures it but did not answer (no leader?)`;
+    return new PublishError(topic, `publish to ${topic} failed: no responders for "${subject}": ${where}`, { cause: error, retriable: true });
   }
 
   /**
