@@ -13,6 +13,7 @@ import {
   type SubscribeOptions,
   type Subscription,
   type SubscriptionLoad,
+  TimeoutError,
 } from '@ktransport/broker';
 import { assertPublishTopic, hasWildcard, headerText, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
 import { toPublishError, toSubscribeError } from './errors.js';
@@ -256,12 +257,26 @@ export class RedisBroker implements Broker, ObservableConnection {
     } catch (error) {
       return Promise.reject(error);
     }
-    return main.client.sendCommand(args, { timeout: this.#options.publishTimeoutMs }).then(
-      () => undefined,
-      (error: unknown) => {
-        throw toPublishError(topic, key, error, this.#options.displayUrl, this.#options.redact);
-      },
-    );
+    // @redis/client's command timeout ends once the command is written: the bound on Redis' answer is this timer.
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new TimeoutError(
+            `publish to ${headerText(topic, 200)} was not confirmed within ${this.#options.publishTimeoutMs} ms (publishTimeoutMs); the entry may still have been written`,
+          ),
+        );
+      }, this.#options.publishTimeoutMs);
+      main.client.sendCommand(args).then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(toPublishError(topic, key, error, this.#options.displayUrl, this.#options.redact));
+        },
+      );
+    });
   }
 
   #setState(state: ConnectionState): void {

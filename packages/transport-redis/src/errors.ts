@@ -116,7 +116,7 @@ export function toPublishError(topic: string, key: string, error: unknown, where
   if (error instanceof BrokerError) return error;
   const name = headerText(topic, 200);
   if (isTimeout(error)) {
-    return new TimeoutError(`publish to ${name} was not confirmed within publishTimeoutMs; the entry may still have been written`, { cause: error });
+    return new TimeoutError(`publish to ${name} was not written to the connection in time; it was not sent`, { cause: error });
   }
   const code = replyCode(error);
   if (code === undefined || isAuthFailure(error)) {

@@ -129,7 +129,8 @@ export class StreamReader {
         }
       } catch (error) {
         if (this.#stopped) break;
-        if (replyCode(error) === 'NOGROUP' && this.#o.group) {
+        const code = replyCode(error);
+        if ((code === 'NOGROUP' || code === 'UNBLOCKED') && this.#o.group) {
           // The stream or the group went away (deleted, or a Redis restart without persistence): make it again,
           // from the stream's first entry, so that nothing added since is skipped.
           await this.#createGroup('0').catch(() => undefined);

@@ -77,3 +77,12 @@ export function states(broker: RedisBroker): ConnectionState[] {
   broker.onStateChange((s) => void seen.push(s));
   return seen;
 }
+
+/** Polls an async `predicate` every 20 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function eventually(predicate: () => Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
