@@ -104,6 +104,9 @@ export function connectFailure(error: unknown, url: string, secrets: readonly st
   if (isCertificateError(error)) return new CertificateError(`TLS certificate check with ${url} failed: ${detail}`, { cause: error });
   const code = replyCode(error);
   if (code === 403) return new AuthenticationError(`${url} refused the credentials: ${detail}`, { cause: error });
-  if (code === 530) return new AuthenticationError(`${url} refused access to the vhost: ${detail}`, { cause: error });
+  // amqplib reports the broker's 530 NOT_ALLOWED answer to connection.open (no such vhost, or no access to it) without its code.
+  if (code === 530 || /Expected ConnectionOpenOk; got <ConnectionClose/.test(detail)) {
+    return new AuthenticationError(`${url} refused to open the vhost (it does not exist or the user has no access to it): ${detail}`, { cause: error });
+  }
   return new ConnectionError(`cannot connect to ${url}: ${detail}`, { cause: error });
 }

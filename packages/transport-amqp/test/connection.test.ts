@@ -1,0 +1,85 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { AuthenticationError, ConfigurationError, ConnectionError } from '@ktransport/broker';
+import { AmqpBroker } from '@ktransport/transport-amqp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { outcome, SHARED_URL, sleep, states } from './helpers.js';
+import { freePort } from './rabbitmq.js';
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+});
+
+/** A TCP server that accepts connections and never answers (a broker that hangs). */
+async function silentServer(): Promise<number> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+  });
+  server.on('close', () => {
+    for (const socket of sockets) socket.destroy();
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  servers.push(server);
+  const close = server.close.bind(server);
+  server.close = (callback) => {
+    for (const socket of sockets) socket.destroy();
+    return close(callback);
+  };
+  return port;
+}
+
+describe('connecting', () => {
+  it('rejects bad options in the constructor with a ConfigurationError that shows no password', () => {
+    const make = (options: ConstructorParameters<typeof AmqpBroker>[0]) => () => new AmqpBroker(options);
+    expect(make({ url: 'mqtt://u:hunter22@127.0.0.1' })).toThrow(ConfigurationError);
+    expect(make({ url: 'mqtt://u:hunter22@127.0.0.1' })).not.toThrow(/hunter22/);
+    expect(make({ url: 'not a url :// u:hunter22@' })).toThrow(ConfigurationError);
+    expect(make({ url: 'amqp://127.0.0.1', tls: { rejectUnauthorized: false } })).toThrow(/amqps/);
+    expect(make({ exchange: '' })).toThrow(ConfigurationError);
+    for (const name of ['connectTimeoutMs', 'reconnectPeriodMs', 'publishTimeoutMs', 'prefetch', 'maxMessageBytes', 'redeliveryDelayMs'] as const) {
+      expect(make({ [name]: -1 }), name).toThrow(ConfigurationError);
+    }
+    expect(make({ prefetch: 70_000 })).toThrow(ConfigurationError);
+  });
+
+  it('an unreachable broker fails connect() with a retriable ConnectionError, and stays disconnected', async () => {
+    const port = await freePort();
+    const broker = new AmqpBroker({ url: `amqp://guest:hunter22@127.0.0.1:${port}`, tracing: false, metrics: false });
+    const seen = states(broker);
+    const error = await outcome(broker.connect());
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).retriable).toBe(true);
+    expect(String(error)).not.toMatch(/hunter22/);
+    await sleep(300);
+    expect(seen).toEqual(['disconnected', 'connecting', 'disconnected']);
+  });
+
+  it('connectTimeoutMs bounds a connection to a broker that never answers', async () => {
+    const port = await silentServer();
+    const broker = new AmqpBroker({ url: `amqp://guest:guest@127.0.0.1:${port}`, connectTimeoutMs: 300, tracing: false, metrics: false });
+    const started = Date.now();
+    const error = await outcome(broker.connect());
+    const took = Date.now() - started;
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(String(error)).toMatch(/connectTimeoutMs \(300 ms\)/);
+    expect(took).toBeGreaterThanOrEqual(280);
+    expect(took).toBeLessThan(3_000);
+  });
+
+  it('wrong credentials fail connect() with an AuthenticationError (not retriable), without retrying', async () => {
+    const url = new URL(SHARED_URL);
+    url.password = 'not-the-password';
+    const broker = new AmqpBroker({ url: url.toString(), reconnectPeriodMs: 50, tracing: false, metrics: false });
+    const seen = states(broker);
+    const error = await outcome(broker.connect());
+    expect(error).toBeInstanceOf(AuthenticationError);
+    expect((error as AuthenticationError).retriable).toBe(false);
+    expect(String(error)).toMatch(/ACCESS_REFUSED|ACCESS-REFUSED/);
+    expect(String(error)).not.toMatch(/not-the-password/);
+    await sleep(300);
+    expect(seen).toEqual(['disconnected', 'connecting', 'disconnected']);
+  });
+});
