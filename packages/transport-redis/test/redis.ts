@@ -147,6 +147,17 @@ export class PrivateRedis {
     clearTimeout(timer);
   }
 
+  /** SIGKILL: Redis writes nothing more; what survives is what its AOF (appendfsync always) already has. */
+  async kill(): Promise<void> {
+    const child = this.#process;
+    if (!child) return;
+    this.#process = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.start();
