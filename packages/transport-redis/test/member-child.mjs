@@ -1,3 +1,4 @@
+/* global process, console */
 // A group member in a process of its own, for the SIGKILL test: it takes messages and never finishes them.
 // It runs the built package (dist), as an application would.
 import { RedisBroker } from '../dist/index.js';
