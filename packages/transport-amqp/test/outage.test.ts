@@ -23,6 +23,9 @@ describe('a broker restart in the middle of a stream (private node)', () => {
     const t = unique('restart-stream');
     const consumed = new Set<number>();
     await broker.subscribe<{ n: number }>(t, (m) => void consumed.add(m.body.n), { group: unique('g'), concurrency: 4 });
+    // A subscription without a group: its exclusive queue is made again on the new connection.
+    const alone = new Set<number>();
+    await broker.subscribe<{ n: number }>(t, (m) => void alone.add(m.body.n));
     const acked = new Set<number>();
     const failures: unknown[] = [];
     let publishing = true;
@@ -68,6 +71,12 @@ describe('a broker restart in the middle of a stream (private node)', () => {
       () => [...acked].every((n) => consumed.has(n)),
       30_000,
       () => `unconsumed ${[...acked].filter((n) => !consumed.has(n)).length} of ${acked.size}`,
+    );
+    const last = Math.max(...acked);
+    await waitFor(
+      () => alone.has(last),
+      10_000,
+      () => `the subscription without a group did not get ${last} after the restart`,
     );
   }, 120_000);
 });

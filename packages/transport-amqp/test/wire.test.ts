@@ -1,4 +1,4 @@
-import { ConfigurationError, ConnectionError, type Message, PublishError } from '@ktransport/broker';
+import { ConfigurationError, ConnectionError, DrainTimeoutError, type Message, PublishError } from '@ktransport/broker';
 import { AmqpBroker, InvalidHeaderError, InvalidTopicError, PayloadTooLargeError, UnroutableError } from '@ktransport/transport-amqp';
 import amqplib, { type ConsumeMessage } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -333,5 +333,83 @@ describe('what goes on the wire', () => {
     await broker.disconnect();
     expect(broker.state).toBe('closed');
     await expect(broker.publish(unique('x'), 1)).rejects.toBeInstanceOf(ConnectionError);
+  });
+
+  it('unsubscribe without a group lets received messages finish before the queue is deleted; with a group it requeues what did not start', async () => {
+    const broker = await open();
+    const t = unique('unsubscribe');
+    const finished: number[] = [];
+    const own = await broker.subscribe<number>(
+      t,
+      async (m) => {
+        await sleep(50);
+        finished.push(m.body);
+      },
+      { concurrency: 1 },
+    );
+    for (let n = 0; n < 5; n++) await broker.publish(t, n);
+    await waitFor(
+      () => finished.length >= 1,
+      5_000,
+      () => 'nothing handled',
+    );
+    await own.unsubscribe();
+    expect(finished.sort()).toEqual([0, 1, 2, 3, 4]);
+
+    const grouped = unique('grouped');
+    const group = unique('g');
+    cleanUp({ queues: [`${group}:${grouped}`] });
+    const started: number[] = [];
+    const first = await broker.subscribe<number>(
+      grouped,
+      async (m) => {
+        started.push(m.body);
+        await sleep(100);
+      },
+      { group, concurrency: 1 },
+    );
+    for (let n = 0; n < 5; n++) await broker.publish(grouped, n);
+    await waitFor(
+      () => started.length >= 1,
+      5_000,
+      () => 'nothing started',
+    );
+    await first.unsubscribe();
+    const rest = new Set<number>();
+    await broker.subscribe<number>(grouped, (m) => void rest.add(m.body), { group });
+    await waitFor(
+      () => [0, 1, 2, 3, 4].every((n) => started.includes(n) || rest.has(n)),
+      5_000,
+      () => `started ${started.join(',')}, then ${[...rest].join(',')}`,
+    );
+    expect(started.length).toBeLessThan(5);
+  });
+
+  it('disconnect rejects with DrainTimeoutError when a handler outlives drainTimeoutMs, and aborts its signal', async () => {
+    const broker = new AmqpBroker({ url: SHARED_URL, drainTimeoutMs: 200, tracing: false, metrics: false });
+    await broker.connect();
+    const t = unique('drain-timeout');
+    let aborted = false;
+    let started = false;
+    await broker.subscribe(t, (_m, context) => {
+      started = true;
+      return new Promise<void>((resolve) => {
+        context.signal.addEventListener('abort', () => {
+          aborted = true;
+          resolve();
+        });
+      });
+    });
+    await broker.publish(t, 1);
+    await waitFor(
+      () => started,
+      5_000,
+      () => 'the handler did not start',
+    );
+    const error = await outcome(broker.disconnect());
+    expect(error).toBeInstanceOf(DrainTimeoutError);
+    expect(error).toMatchObject({ pending: 1 });
+    expect(aborted).toBe(true);
+    expect(broker.state).toBe('closed');
   });
 });
