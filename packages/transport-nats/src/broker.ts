@@ -89,7 +89,7 @@ export class NatsBroker implements Broker, ObservableConnection {
         ...(o.user === undefined ? {} : { user: o.user }),
         ...(o.pass === undefined ? {} : { pass: o.pass }),
         ...(o.token === undefined ? {} : { token: o.token }),
-        ...(o.tlsRequired ? { tls: { ...o.tls } } : {}),
+        ...(o.tls ? { tls: o.tls } : {}),
         name: `ktransport-${randomUUID().slice(0, 8)}`,
         timeout: o.connectTimeoutMs,
         reconnect: true,

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { BasePublishOptions, BaseSubscribeOptions, SubscribeOptions } from '@ktransport/broker';
 import { ConfigurationError } from '@ktransport/broker';
 import { type CommonBrokerOptions, redactUrl } from '@ktransport/broker/transport';
@@ -136,8 +137,8 @@ export interface ResolvedOptions {
   readonly user: string | undefined;
   readonly pass: string | undefined;
   readonly token: string | undefined;
-  readonly tlsRequired: boolean;
-  readonly tls: NatsTlsOptions | undefined;
+  /** TLS options for nats.js (with `host` for a server named by IP address), when TLS is required. */
+  readonly tls: (NatsTlsOptions & { host?: string }) | undefined;
   readonly connectTimeoutMs: number;
   readonly reconnectWaitMs: number;
   readonly publishTimeoutMs: number;
@@ -182,6 +183,13 @@ export function resolveOptions(options: NatsBrokerOptions): ResolvedOptions {
     servers.push(`${parsed.hostname}:${parsed.port || '4222'}`);
   }
   for (const secret of [options.password, options.token]) if (secret) secrets.push(secret);
+  // nats.js checks the certificate of a server named by an IP address against "localhost" (it sends no SNI
+  // for IPs and gives tls.connect no host): the one IP host is passed on; several cannot be told apart.
+  const ipHosts = new Set(servers.map((s) => s.slice(0, s.lastIndexOf(':'))).filter((h) => isIP(h.replace(/^\[|\]$/g, '')) !== 0));
+  if (tlsRequired && ipHosts.size > 1) {
+    throw new ConfigurationError(`TLS to several servers named by IP address (${[...ipHosts].join(', ')}) is not supported: name them by DNS names`);
+  }
+  const tlsHost = tlsRequired && ipHosts.size === 1 ? [...ipHosts][0]?.replace(/^\[|\]$/g, '') : undefined;
   if (pass !== undefined && user === undefined) throw new ConfigurationError('password needs a username');
   const streams = (options.streams ?? []).map((stream) => resolveStream(stream));
   return {
@@ -191,8 +199,7 @@ export function resolveOptions(options: NatsBrokerOptions): ResolvedOptions {
     user,
     pass,
     token,
-    tlsRequired,
-    tls: options.tls,
+    tls: tlsRequired ? { ...options.tls, ...(tlsHost === undefined ? {} : { host: tlsHost }) } : undefined,
     connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, 1),
     reconnectWaitMs: integer('reconnectWaitMs', options.reconnectWaitMs ?? 1_000, 0),
     publishTimeoutMs: integer('publishTimeoutMs', options.publishTimeoutMs ?? 10_000, 1),

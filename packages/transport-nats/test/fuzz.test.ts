@@ -86,7 +86,10 @@ function bad(i: number): Outgoing {
     case 1:
       return { payload: bytes(1 + int(64)), headers: headersOf(i, undefined) };
     case 2:
-      return { payload: Buffer.concat([Buffer.from('{"kind":"good","n":'), INVALID_UTF8[int(3)] ?? Buffer.from([0xff]), Buffer.from('}')]), headers: headersOf(i, 'text/plain') };
+      return {
+        payload: Buffer.concat([Buffer.from('{"kind":"good","n":'), INVALID_UTF8[int(3)] ?? Buffer.from([0xff]), Buffer.from('}')]),
+        headers: headersOf(i, 'text/plain'),
+      };
     case 3:
       return { payload: bytes(1 + int(64)), headers: headersOf(i, 'application/msgpack') };
     case 4: {

@@ -107,7 +107,12 @@ describe('interop with the raw nats.js client', () => {
       expect(dead.map((d) => d.headers['x-dead-letter-error-type'])).toEqual(['VALIDATION_ERROR', 'DECODE_ERROR']);
       expect(Buffer.from(dead[0]?.data ?? []).toString()).toBe('{"device":"","celsius":"warm"}');
       expect(Buffer.from(dead[1]?.data ?? []).toString()).toBe('not json at all');
-      expect(dead[1]?.headers).toMatchObject({ 'x-dead-letter-topic': REPORTS, 'x-dead-letter-group': GROUP, 'content-type': 'application/json', 'x-source': 'raw-nats' });
+      expect(dead[1]?.headers).toMatchObject({
+        'x-dead-letter-topic': REPORTS,
+        'x-dead-letter-group': GROUP,
+        'content-type': 'application/json',
+        'x-source': 'raw-nats',
+      });
       const saved = await readRaw(stream, `${BASE}.saved`, 2);
       expect(saved.map((m) => JSON.parse(Buffer.from(m.data).toString()) as unknown)).toEqual([{ device: 'dev-1' }, { device: 'dev-2' }]);
     } finally {

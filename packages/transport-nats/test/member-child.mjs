@@ -1,5 +1,6 @@
 // A group member in a process of its own, killed by faults.test.ts: it takes messages and never finishes them.
 // Plain JavaScript on the built package (dist), as a separate Node process cannot load the TypeScript sources.
+import process from 'node:process';
 import { NatsBroker } from '@ktransport/transport-nats';
 
 const [url, topic, group] = process.argv.slice(2);

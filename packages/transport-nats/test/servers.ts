@@ -110,6 +110,11 @@ export class PrivateNats {
     clearTimeout(timer);
   }
 
+  /** Sends a signal to the running server (SIGSTOP freezes it: connections stay open, nothing is answered; SIGCONT resumes). */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.#process?.kill(signal);
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.start();

@@ -68,7 +68,7 @@ describe('NatsBroker on the wire', () => {
   it('refuses headers NATS cannot carry before sending, and the connection stays up', async () => {
     const topic = unique('hdr');
     await setup.stream(topic);
-    const bad: Record<string, string>[] = [{ 'with space': 'x' }, { 'with:colon': 'x' }, { ok: 'line\r\nInjected: 1' }, { ok: 'nul\u0000' }, { 'é': 'x' }];
+    const bad: Record<string, string>[] = [{ 'with space': 'x' }, { 'with:colon': 'x' }, { ok: 'line\r\nInjected: 1' }, { ok: 'nul\u0000' }, { é: 'x' }];
     for (const headers of bad) {
       const error = await broker.publish(topic, 1, { headers }).catch((e: unknown) => e);
       expect(error, JSON.stringify(headers)).toBeInstanceOf(InvalidHeaderError);
