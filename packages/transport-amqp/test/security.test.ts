@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AuthenticationError, BrokerError, CertificateError } from '@ktransport/broker';
+import { AuthenticationError, CertificateError, ConnectionError } from '@ktransport/broker';
 import type { AmqpBrokerOptions } from '@ktransport/transport-amqp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, outcome, unique, waitFor } from './helpers.js';
@@ -100,7 +100,7 @@ describe('TLS (amqps://) against a broker that requires client certificates', ()
 
   it('without a client certificate the broker refuses the connection: connect() rejects with a typed error', async () => {
     const error = await outcome(open({ url: tlsUrl(), connectTimeoutMs: 5_000, tls: { ca: pki.ca, servername: 'broker.test' } }));
-    expect((error as Error).cause).toBeInstanceOf(BrokerError);
+    expect((error as Error).cause).toBeInstanceOf(ConnectionError);
   });
 });
 
