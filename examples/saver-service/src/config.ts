@@ -6,13 +6,19 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const BROKER_URL = /^(mqtts?|wss?|kafka):\/\/[^/\s]+|^memory:$/;
+const BROKER_URL = /^(mqtts?|wss?|kafka|amqps?|nats|tls|rediss?):\/\/[^/\s]+|^memory:$/;
 const DATABASE_URL = /^(postgres(ql)?:\/\/\S+|pglite:\S*)$/;
 
 const Config = z.object({
   broker: z
     .object({
-      url: z.string().regex(BROKER_URL, 'must be mqtt://host:port, mqtts://, ws://, wss://, kafka://host:port[,host:port] or memory:').optional(),
+      url: z
+        .string()
+        .regex(
+          BROKER_URL,
+          'must be mqtt://host:port, mqtts://, ws://, wss://, kafka://host:port[,host:port], amqp://user:password@host:port[/vhost], amqps://, nats://host:port, tls://, redis://host:port[/db], rediss:// or memory:',
+        )
+        .optional(),
       /** MQTT protocol: 5 (default) or 4 (3.1.1, for brokers without MQTT 5 such as the embedded one). */
       protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
       /** Port of the embedded MQTT broker started when no url is given. */

@@ -1,6 +1,9 @@
 import { type Broker, MemoryBroker, type ObservableConnection } from '@ktransport/broker';
+import { AmqpBroker } from '@ktransport/transport-amqp';
 import { KafkaBroker } from '@ktransport/transport-kafka';
 import { MqttBroker } from '@ktransport/transport-mqtt';
+import { NatsBroker } from '@ktransport/transport-nats';
+import { RedisBroker } from '@ktransport/transport-redis';
 import type { Config } from './config.js';
 import { startEmbeddedMqtt } from './embedded-mqtt.js';
 
@@ -9,7 +12,7 @@ export type ServiceBroker = Broker & ObservableConnection;
 /** The broker a service runs on, and what else must stop with it. */
 export interface Transport {
   readonly broker: ServiceBroker;
-  /** `mqtt`, `kafka`, `memory` or `mqtt(embedded)`, for logs and the demo summary. */
+  /** `mqtt`, `kafka`, `amqp`, `nats`, `redis`, `memory` or `mqtt(embedded)`, for logs and the demo summary. */
   readonly name: string;
   /** Stops what the transport started besides the broker client (the embedded broker). */
   close(): Promise<void>;
@@ -34,6 +37,21 @@ export async function openTransport(config: Config, role: string): Promise<Trans
       consumer: { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000 },
     });
     return { broker, name: 'kafka', close: () => Promise.resolve() };
+  }
+  // RabbitMQ: the service's topics are routing keys on the `ktransport` topic exchange; the saver's
+  // group is a durable queue, so reports published while it restarts wait there.
+  if (url && /^amqps?:\/\//.test(url)) return { broker: new AmqpBroker({ url }), name: 'amqp', close: () => Promise.resolve() };
+  // NATS JetStream: one stream captures every report subject (created by whichever service connects
+  // first, bound by the other); the saver's group is a durable consumer on it.
+  if (url && /^(nats|tls):\/\//.test(url)) {
+    // A saver that died is noticed after 5 s (its unacknowledged reports go to a live member).
+    const broker = new NatsBroker({ url, ackWaitMs: 5_000, streams: [{ name: 'SAVER_REPORTS', subjects: ['report.>'] }] });
+    return { broker, name: 'nats', close: () => Promise.resolve() };
+  }
+  // Redis Streams: one stream per topic; the saver's group is a consumer group, and entries a killed
+  // saver left unacknowledged are claimed by the next one after 5 s.
+  if (url && /^rediss?:\/\//.test(url)) {
+    return { broker: new RedisBroker({ url, claimIdleMs: 5_000 }), name: 'redis', close: () => Promise.resolve() };
   }
   const persistent = role !== 'agent';
   if (url) return { broker: mqtt(url, clientId, config.broker.protocolVersion, persistent), name: 'mqtt', close: () => Promise.resolve() };

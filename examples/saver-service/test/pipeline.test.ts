@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_HEADER, type Message } from '@ktransport/broker';
 import { MqttBroker } from '@ktransport/transport-mqtt';
-import { loadReportService, type ReportClient } from '../src/proto.js';
 import { endMqttSession } from '../src/transport.js';
-import { eventually, freshDatabase, runDemo, type Service, startService } from './support.js';
+import { eventually, freshDatabase, killSaverMidRun, runDemo, startService } from './support.js';
 
 const MQTT = 'mqtt://127.0.0.1:1883';
 const KAFKA = 'kafka://127.0.0.1:9092';
@@ -17,20 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await db?.drop();
 });
-
-async function post(client: ReportClient, ids: string[], concurrency = 16): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const reportId = ids[next++];
-      if (reportId === undefined) return;
-      await new Promise<void>((resolve, reject) =>
-        client.PostReport({ eventName: 'door-open', content: `report ${reportId}`, reportId }, (error) => (error ? reject(error) : resolve())),
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-}
 
 describe('saver-service end to end', () => {
   it('runs on embedded defaults (aedes, PGlite) with nothing else needed', async () => {
@@ -57,30 +41,8 @@ describe('saver-service end to end', () => {
 
   for (const broker of [MQTT, KAFKA]) {
     it(`loses no report when the saver is killed with SIGKILL mid-run and restarted (${broker})`, async () => {
-      const instance = `kill-${randomUUID().slice(0, 6)}`;
-      const address = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
-      const env = { KT_BROKER_URL: broker, KT_DATABASE_URL: db.url, KT_GRPC_ADDRESS: address, KT_GROUP: instance };
-      let saver: Service = await startService('saver', { ...env, KT_INSTANCE: `${instance}-saver` });
-      const agent = await startService('agent', { ...env, KT_INSTANCE: `${instance}-agent` });
-      const { Client } = loadReportService();
-      const client = new Client(address, grpc.credentials.createInsecure());
-      try {
-        const runId = randomUUID().slice(0, 8);
-        const ids = Array.from({ length: 1000 }, (_, i) => `${runId}-${i}`);
-        const before = await db.count('report_events');
-        const posting = post(client, ids);
-        await eventually(async () => (await db.count('report_events')) - before >= 150, true);
-        await saver.stop('SIGKILL');
-        await new Promise((r) => setTimeout(r, 500));
-        saver = await startService('saver', { ...env, KT_INSTANCE: `${instance}-saver` });
-        await posting;
-        await eventually(async () => (await db.count('report_events')) - before, 1000, 90_000);
-      } finally {
-        client.close();
-        await agent.stop();
-        await saver.stop();
-        if (broker === MQTT) await endMqttSession(MQTT, `${instance}-saver`);
-      }
+      const instance = await killSaverMidRun(broker, db);
+      if (broker === MQTT) await endMqttSession(MQTT, `${instance}-saver`);
     }, 180_000);
   }
 

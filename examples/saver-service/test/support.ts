@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import { healthDefinition } from '@ktransport/transport-grpc';
+import { loadReportService, type ReportClient } from '../src/proto.js';
 
 /** The example runs from its build: `npm test` builds before the tests. */
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
@@ -155,4 +156,52 @@ export async function eventually<T>(read: () => Promise<T>, want: T, timeoutMs =
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`expected ${String(want)}, last saw ${String(last)}`);
+}
+
+/** Posts an event report for each id over gRPC, `concurrency` calls in flight. */
+async function post(client: ReportClient, ids: string[], concurrency = 16): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const reportId = ids[next++];
+      if (reportId === undefined) return;
+      await new Promise<void>((resolve, reject) =>
+        client.PostReport({ eventName: 'door-open', content: `report ${reportId}`, reportId }, (error) => (error ? reject(error) : resolve())),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/**
+ * Starts a saver and an agent on `broker`, posts 1,000 reports, kills the saver
+ * with SIGKILL after 150 are stored, starts it again under the same instance
+ * name, and waits until all 1,000 are stored. Resolves with the instance name
+ * (the saver's is `<instance>-saver`), for cleanup.
+ */
+export async function killSaverMidRun(broker: string, db: { url: string; count(table?: string): Promise<number> }): Promise<string> {
+  const instance = `kill-${randomUUID().slice(0, 6)}`;
+  const address = `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`;
+  const env = { KT_BROKER_URL: broker, KT_DATABASE_URL: db.url, KT_GRPC_ADDRESS: address, KT_GROUP: instance };
+  let saver: Service = await startService('saver', { ...env, KT_INSTANCE: `${instance}-saver` });
+  const agent = await startService('agent', { ...env, KT_INSTANCE: `${instance}-agent` });
+  const { Client } = loadReportService();
+  const client = new Client(address, grpc.credentials.createInsecure());
+  try {
+    const runId = randomUUID().slice(0, 8);
+    const ids = Array.from({ length: 1000 }, (_, i) => `${runId}-${i}`);
+    const before = await db.count('report_events');
+    const posting = post(client, ids);
+    await eventually(async () => (await db.count('report_events')) - before >= 150, true);
+    await saver.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    saver = await startService('saver', { ...env, KT_INSTANCE: `${instance}-saver` });
+    await posting;
+    await eventually(async () => (await db.count('report_events')) - before, 1000, 90_000);
+  } finally {
+    client.close();
+    await agent.stop();
+    await saver.stop();
+  }
+  return instance;
 }
