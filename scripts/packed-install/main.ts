@@ -12,6 +12,9 @@ import { conformanceCases } from '@ktransport/broker/testing';
 import { GrpcServer } from '@ktransport/transport-grpc';
 import { KafkaBroker, type KafkaBrokerOptions } from '@ktransport/transport-kafka';
 import { MqttBroker, type MqttBrokerOptions } from '@ktransport/transport-mqtt';
+import { AmqpBroker, type AmqpBrokerOptions } from '@ktransport/transport-amqp';
+import { NatsBroker, type NatsBrokerOptions } from '@ktransport/transport-nats';
+import { RedisBroker, type RedisBrokerOptions } from '@ktransport/transport-redis';
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const exporter = new InMemorySpanExporter();
@@ -40,8 +43,18 @@ class SaverService {
 // The transports' types resolve from the packed packages too (nothing connects).
 const mqttOptions: MqttBrokerOptions = { url: 'mqtt://127.0.0.1:1883', protocolVersion: 5 };
 const kafkaOptions: KafkaBrokerOptions = { brokers: '127.0.0.1:9092' };
-const unused = [new MqttBroker(mqttOptions), new KafkaBroker(kafkaOptions), new GrpcServer({ address: '127.0.0.1:0' })];
-if (typeof conformanceCases !== 'function' || unused.length !== 3) throw new Error('exports missing');
+const amqpOptions: AmqpBrokerOptions = { url: 'amqp://guest:guest@127.0.0.1:5672' };
+const natsOptions: NatsBrokerOptions = { url: 'nats://127.0.0.1:4222', streams: [{ name: 'ORDERS', subjects: ['orders.>'] }] };
+const redisOptions: RedisBrokerOptions = { url: 'redis://127.0.0.1:6379' };
+const unused = [
+  new MqttBroker(mqttOptions),
+  new KafkaBroker(kafkaOptions),
+  new AmqpBroker(amqpOptions),
+  new NatsBroker(natsOptions),
+  new RedisBroker(redisOptions),
+  new GrpcServer({ address: '127.0.0.1:0' }),
+];
+if (typeof conformanceCases !== 'function' || unused.length !== 6) throw new Error('exports missing');
 
 const container = new Container();
 container.bind<Broker>(BROKER).toConstantValue(new MemoryBroker({ tracing: { tracerProvider: provider } }));
