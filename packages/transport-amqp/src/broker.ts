@@ -114,7 +114,10 @@ export class AmqpBroker implements Broker, ObservableConnection {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>(
       (_, reject) =>
-        (timer = setTimeout(() => reject(new ConnectionError(`no answer from ${displayUrl} within connectTimeoutMs (${connectTimeoutMs} ms) ${what}`)), connectTimeoutMs)),
+        (timer = setTimeout(
+          () => reject(new ConnectionError(`no answer from ${displayUrl} within connectTimeoutMs (${connectTimeoutMs} ms) ${what}`)),
+          connectTimeoutMs,
+        )),
     );
     return Promise.race([promise, late]).finally(() => clearTimeout(timer));
   }
@@ -125,7 +128,10 @@ export class AmqpBroker implements Broker, ObservableConnection {
     const text = headerText(redactSecrets(error instanceof Error ? error.message : String(error), this.#options.secrets), 500);
     const code = replyCode(error);
     if (code === 403 || code === 406 || code === 404) {
-      return new ConnectionError(`${this.#options.displayUrl}: the exchange "${this.#options.exchange}" cannot be used: ${text}`, { cause: error, retriable: false });
+      return new ConnectionError(`${this.#options.displayUrl}: the exchange "${this.#options.exchange}" cannot be used: ${text}`, {
+        cause: error,
+        retriable: false,
+      });
     }
     return new ConnectionError(`cannot connect to ${this.#options.displayUrl}: ${text}`, { cause: error });
   }
@@ -296,7 +302,8 @@ export class AmqpBroker implements Broker, ObservableConnection {
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     const count = prefetch('prefetch', options.prefetch ?? this.#options.prefetch);
-    if (count < concurrency) throw new ConfigurationError(`prefetch (${count}) must be at least concurrency (${concurrency}), or handlers would wait for nothing`);
+    if (count < concurrency)
+      throw new ConfigurationError(`prefetch (${count}) must be at least concurrency (${concurrency}), or handlers would wait for nothing`);
     const deadLetter = MessagePipeline.deadLetterVia((topic, body, publishOptions) => this.#publish(topic, body, publishOptions));
     const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter);
     const engine = new DeliveryEngine({ consumer, concurrency, redeliveryDelayMs: this.#options.redeliveryDelayMs });

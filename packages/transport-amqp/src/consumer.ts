@@ -85,7 +85,12 @@ export class Consumer {
       return;
     }
     const headers = receivedHeaders(message);
-    const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = { topic: topicOf(message.fields.routingKey), body: message.content, headers, raw: message };
+    const raw: { -readonly [K in keyof RawMessage]: RawMessage[K] } = {
+      topic: topicOf(message.fields.routingKey),
+      body: message.content,
+      headers,
+      raw: message,
+    };
     const key = headers[KEY_HEADER];
     if (key !== undefined) raw.key = key;
     const id = (message.properties as { messageId?: unknown }).messageId;

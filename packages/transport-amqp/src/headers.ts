@@ -43,9 +43,12 @@ export function routingKey(topic: string): string {
 export function bindingKey(filter: string): string {
   assertFilter(filter);
   if (filter.includes('.') || filter.includes('*')) {
-    throw new ConfigurationError(`invalid filter "${headerText(filter, 200)}": "." and "*" are reserved by AMQP binding keys; use "/" between levels and "+" for one level`);
+    throw new ConfigurationError(
+      `invalid filter "${headerText(filter, 200)}": "." and "*" are reserved by AMQP binding keys; use "/" between levels and "+" for one level`,
+    );
   }
-  if (shortStringProblem(filter)) throw new ConfigurationError(`invalid filter "${headerText(filter, 200)}": a binding key is at most 255 UTF-8 bytes of well-formed text`);
+  if (shortStringProblem(filter))
+    throw new ConfigurationError(`invalid filter "${headerText(filter, 200)}": a binding key is at most 255 UTF-8 bytes of well-formed text`);
   return filter.replaceAll('/', '.').replaceAll('+', '*');
 }
 
@@ -64,7 +67,8 @@ export function groupQueue(group: string, filter: string): string {
     throw new ConfigurationError(`invalid group "${headerText(String(group), 200)}": it must be non-empty, without ":", and not start with "amq."`);
   }
   const name = `${group}:${filter}`;
-  if (shortStringProblem(name)) throw new ConfigurationError(`the queue name "${headerText(name, 300)}" of group and filter is not a name of at most 255 UTF-8 bytes`);
+  if (shortStringProblem(name))
+    throw new ConfigurationError(`the queue name "${headerText(name, 300)}" of group and filter is not a name of at most 255 UTF-8 bytes`);
   return name;
 }
 

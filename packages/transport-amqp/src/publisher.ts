@@ -188,9 +188,8 @@ export class Publisher {
     if (typeof id !== 'string') return;
     const pending = this.#mandatory.get(id)?.find((p) => p.returned === undefined);
     if (!pending) return;
-    const fields = message.fields as { replyCode?: unknown; replyText?: unknown };
-    const reason = `${String(fields.replyCode ?? 312)} ${String(fields.replyText ?? 'NO_ROUTE')}`;
+    const { replyCode, replyText } = message.fields as { replyCode?: unknown; replyText?: unknown };
+    const reason = `${typeof replyCode === 'number' ? replyCode : 312} ${typeof replyText === 'string' ? replyText : 'NO_ROUTE'}`;
     pending.returned = new UnroutableError(pending.topic, reason);
   }
 }
-

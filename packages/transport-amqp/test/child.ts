@@ -54,15 +54,22 @@ export interface Child {
 export async function runChild(file: string, args: string[]): Promise<Child> {
   const dir = await mkdtemp(join(tmpdir(), 'ktransport-amqp-child-'));
   await writeFile(join(dir, 'hooks.mjs'), HOOKS);
-  await writeFile(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});\n`);
+  await writeFile(
+    join(dir, 'register.mjs'),
+    `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});\n`,
+  );
   await writeFile(join(dir, 'main.mjs'), `await import(${JSON.stringify(pathToFileURL(join(here, file)).href)});\n`);
   // The compiler the repository's own scripts use (found from here, in the workspace root).
   const typescript = createRequire(import.meta.url).resolve('typescript');
-  const child = spawn(process.execPath, ['--conditions=@ktransport/source', '--import', pathToFileURL(join(dir, 'register.mjs')).href, join(dir, 'main.mjs'), ...args], {
-    cwd: here,
-    env: { ...process.env, KT_TYPESCRIPT: typescript },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@ktransport/source', '--import', pathToFileURL(join(dir, 'register.mjs')).href, join(dir, 'main.mjs'), ...args],
+    {
+      cwd: here,
+      env: { ...process.env, KT_TYPESCRIPT: typescript },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const lines: string[] = [];
   let errors = '';
   let buffered = '';

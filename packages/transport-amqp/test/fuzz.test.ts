@@ -135,7 +135,10 @@ function bad(i: number): Outgoing {
       return json(Buffer.from(JSON.stringify({ kind: 'good', n: i })), 'application/msgpack'); // JSON under msgpack
     default:
       // An empty body, a message id property of random text, and a key header that is a number.
-      return { content: Buffer.alloc(0), options: { headers: { ...headers, 'message-key': int(1000) }, contentType: 'application/json', messageId: randomContentType() } };
+      return {
+        content: Buffer.alloc(0),
+        options: { headers: { ...headers, 'message-key': int(1000) }, contentType: 'application/json', messageId: randomContentType() },
+      };
   }
 }
 
@@ -145,7 +148,8 @@ function good(n: number): Outgoing {
   const headers = int(2) ? oddHeaders() : undefined;
   const variant = n % 3;
   if (variant === 0) return { content: Buffer.from(JSON.stringify(body)), options: { contentType: 'application/json', ...(headers ? { headers } : {}) } };
-  if (variant === 1) return { content: Buffer.from(msgpackCodec.encode(body)), options: { contentType: 'application/msgpack', ...(headers ? { headers } : {}) } };
+  if (variant === 1)
+    return { content: Buffer.from(msgpackCodec.encode(body)), options: { contentType: 'application/msgpack', ...(headers ? { headers } : {}) } };
   return { content: Buffer.from(JSON.stringify(body)), options: headers ? { headers } : {} };
 }
 

@@ -27,7 +27,9 @@ export async function open(options: AmqpBrokerOptions = {}): Promise<AmqpBroker>
   try {
     await broker.connect();
   } catch (error) {
-    throw new Error(`cannot reach RabbitMQ at ${options.url ?? SHARED_URL} (start it with: bash scripts/rabbitmq.sh ensure): ${String(error)}`, { cause: error });
+    throw new Error(`cannot reach RabbitMQ at ${options.url ?? SHARED_URL} (start it with: bash scripts/rabbitmq.sh ensure): ${String(error)}`, {
+      cause: error,
+    });
   }
   opened.add(broker);
   return broker;

@@ -49,7 +49,10 @@ describe('a broker restart in the middle of a stream (private node)', () => {
       );
       const stopping = Date.now();
       await rabbit.stop();
-      expect(seen.find((s) => s.state === 'reconnecting' && s.at >= stopping), 'reconnecting while the broker is down').toBeDefined();
+      expect(
+        seen.find((s) => s.state === 'reconnecting' && s.at >= stopping),
+        'reconnecting while the broker is down',
+      ).toBeDefined();
       await rabbit.restart();
       const restarted = Date.now();
       const before = acked.size;

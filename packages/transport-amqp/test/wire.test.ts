@@ -30,7 +30,11 @@ describe('what goes on the wire', () => {
     const broker = await open({ messageIds: true });
     const t = unique('wire');
     const got = await tap('ktransport', `${t}.#`);
-    await broker.publish(`${t}/a/b`, { hello: 'wörld' }, { key: 'k-1', headers: { tenant: 'acme', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
+    await broker.publish(
+      `${t}/a/b`,
+      { hello: 'wörld' },
+      { key: 'k-1', headers: { tenant: 'acme', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } },
+    );
     await waitFor(
       () => got.length === 1,
       5_000,
@@ -105,10 +109,16 @@ describe('what goes on the wire', () => {
     }
     await expect(broker.publish('a/+', 1)).rejects.toBeInstanceOf(PublishError);
     for (const filter of ['a.b', 'a/*', 'a/#/b', `t/${'x'.repeat(260)}`]) {
-      await expect(broker.subscribe(filter, () => undefined), filter).rejects.toBeInstanceOf(ConfigurationError);
+      await expect(
+        broker.subscribe(filter, () => undefined),
+        filter,
+      ).rejects.toBeInstanceOf(ConfigurationError);
     }
     for (const group of ['a:b', 'amq.x', '']) {
-      await expect(broker.subscribe(unique('g'), () => undefined, { group }), group).rejects.toBeInstanceOf(ConfigurationError);
+      await expect(
+        broker.subscribe(unique('g'), () => undefined, { group }),
+        group,
+      ).rejects.toBeInstanceOf(ConfigurationError);
     }
     await broker.publish(unique('still-fine'), 1);
     expect(seen).toEqual(['connected']);
