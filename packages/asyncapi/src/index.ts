@@ -1,0 +1,2 @@
+/** AsyncAPI 3 documents from ktransport declarations: under construction. */
+export const PLACEHOLDER = true;
