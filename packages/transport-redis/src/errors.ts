@@ -101,7 +101,7 @@ export function toConnectionError(error: unknown, where: string, redact: (text: 
   if (error instanceof BrokerError) return error;
   const text = describe(error, redact);
   if (isAuthFailure(error)) return new AuthenticationError(`Redis at ${where} refused the credentials: ${text}`, { cause: error });
-  if (isCertificateError(error)) return new CertificateError(`TLS verification with Redis at ${where} failed: ${text}`, { cause: error });
+  if (chain(error).some((e) => isCertificateError(e))) return new CertificateError(`TLS verification with Redis at ${where} failed: ${text}`, { cause: error });
   return new ConnectionError(`cannot connect to Redis at ${where}: ${text}`, { cause: error });
 }
 

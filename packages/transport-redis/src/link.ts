@@ -45,7 +45,11 @@ export class Link {
       disableOfflineQueue: true,
       // RESP3 (the client's default); bulk strings as Buffers, maps (XREAD replies) as Maps.
       commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.MAP]: Map } },
-      socket: { connectTimeout: options.connectTimeoutMs, reconnectStrategy: (retries: number, cause: Error) => this.#strategy(retries, cause) },
+      socket: {
+        ...(options.tls ? { ...options.tls, tls: true as const } : {}),
+        connectTimeout: options.connectTimeoutMs,
+        reconnectStrategy: (retries: number, cause: Error) => this.#strategy(retries, cause),
+      },
     });
     this.client = client;
     client.on('error', (error: unknown) => {

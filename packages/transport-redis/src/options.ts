@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import { type BasePublishOptions, type BaseSubscribeOptions, type CommonBrokerOptions, ConfigurationError, type SubscribeOptions } from '@ktransport/broker';
 import { redactSecrets, redactUrl } from '@ktransport/broker/transport';
 
@@ -15,6 +16,12 @@ export interface RedisBrokerOptions extends CommonBrokerOptions {
    * every error and log line.
    */
   url?: string;
+  /**
+   * Node TLS options for a `rediss://` URL (ca, cert and key for mutual TLS,
+   * servername, ...). Default: the system's CAs. A certificate that does not
+   * verify rejects `connect()` with a CertificateError.
+   */
+  tls?: ConnectionOptions;
   /** Prepended to every topic to make its stream key (`orders` with `app:` is the key `app:orders`). Default none. */
   keyPrefix?: string;
   /**
@@ -106,6 +113,8 @@ export interface ResolvedOptions {
   /** The URL with its password masked, for messages. */
   readonly displayUrl: string;
   readonly keyPrefix: string;
+  /** TLS options for rediss://, undefined for redis://. */
+  readonly tls: ConnectionOptions | undefined;
   readonly connectTimeoutMs: number;
   readonly reconnectDelayMs: number;
   readonly publishTimeoutMs: number;
@@ -134,6 +143,9 @@ export function resolveOptions(options: RedisBrokerOptions): ResolvedOptions {
   }
   const db = parsed.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d+$/.test(db)) throw new ConfigurationError(`url: the path must be a database number, got "/${db.slice(0, 50)}"`);
+  if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null))
+    throw new ConfigurationError('tls must be an object of Node TLS options');
+  if (options.tls !== undefined && parsed.protocol !== 'rediss:') throw new ConfigurationError('the tls option needs a rediss:// url');
   const keyPrefix = options.keyPrefix ?? '';
   if (typeof keyPrefix !== 'string') throw new ConfigurationError('keyPrefix must be a string');
   const password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
@@ -142,6 +154,7 @@ export function resolveOptions(options: RedisBrokerOptions): ResolvedOptions {
     url,
     displayUrl: redactUrl(url),
     keyPrefix,
+    tls: parsed.protocol === 'rediss:' ? (options.tls ?? {}) : undefined,
     connectTimeoutMs: whole('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, 1),
     reconnectDelayMs: whole('reconnectDelayMs', options.reconnectDelayMs ?? 200, 1),
     publishTimeoutMs: whole('publishTimeoutMs', options.publishTimeoutMs ?? 10_000, 1),

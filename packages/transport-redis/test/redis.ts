@@ -71,6 +71,8 @@ export interface PrivateRedisOptions {
   persistent?: boolean;
   /** `--requirepass`. */
   password?: string;
+  /** Listen with TLS only (`--tls-port`), with this certificate and key; clients need no certificate. */
+  tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 /** A private redis-server process with its own port and data directory. */
@@ -89,9 +91,24 @@ export class PrivateRedis {
     const dir = await mkdtemp(join(tmpdir(), 'ktransport-redis-'));
     const port = await freePort();
     const persistent = options.persistent ?? true;
+    const listen = options.tls
+      ? [
+          '--port',
+          '0',
+          '--tls-port',
+          String(port),
+          '--tls-cert-file',
+          options.tls.cert,
+          '--tls-key-file',
+          options.tls.key,
+          '--tls-ca-cert-file',
+          options.tls.ca,
+          '--tls-auth-clients',
+          'no',
+        ]
+      : ['--port', String(port)];
     const args = [
-      '--port',
-      String(port),
+      ...listen,
       '--bind',
       '127.0.0.1',
       '--save',

@@ -233,3 +233,32 @@ describe('foreign entries', () => {
     expect(dead[0]?.body.byteLength).toBe(0);
   });
 });
+
+describe('redelivery in process', () => {
+  it('runs a message whose handler chain failed again after redeliveryDelayMs, then acknowledges it', async () => {
+    const broker = await open({ redeliveryDelayMs: 400 });
+    const t = topic('redelivery');
+    const attempts: number[] = [];
+    await broker.subscribe(
+      t,
+      () => {
+        attempts.push(Date.now());
+        if (attempts.length === 1) throw new Error('first attempt fails');
+      },
+      { group: 'g' },
+    );
+    await broker.publish(t, { n: 1 });
+    await waitFor(
+      () => attempts.length === 2,
+      5_000,
+      () => `attempts ${attempts.length}`,
+    );
+    expect((attempts[1] ?? 0) - (attempts[0] ?? 0)).toBeGreaterThanOrEqual(380);
+    const client = await raw();
+    await eventually(
+      async () => ((await client.sendCommand<unknown[]>(['XPENDING', t, 'g']))[0] as number) === 0,
+      5_000,
+      () => 'not acknowledged',
+    );
+  });
+});
