@@ -54,6 +54,7 @@ export { timeout } from './middleware/timeout.js';
 export { validation } from './middleware/validation.js';
 export { decode } from './middleware/decode.js';
 export { BROKER, Subscribe, type SubscribeDeclaration, subscriptionsOf } from './di/subscribe.js';
+export { Publishes, type PublishesDeclaration, type PublishesOptions, publicationsOf } from './di/publishes.js';
 export { BrokerServer, type BrokerServerOptions, type Server, type ServiceResolver } from './server.js';
 export { App, type AppOptions, StopError } from './app.js';
 export type { CommonBrokerOptions } from './pipeline.js';
