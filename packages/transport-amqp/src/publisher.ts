@@ -12,7 +12,8 @@ interface Pending {
   readonly size: number;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
-  timer: NodeJS.Timeout | undefined;
+  /** When publishTimeoutMs runs out for it (`performance.now()` time). */
+  readonly deadline: number;
   /** A mandatory publish's message id, while it may still be returned. */
   messageId: string | undefined;
   /** The broker returned it (basic.return): its confirm rejects with this. */
@@ -41,7 +42,10 @@ export class Publisher {
   #model: ChannelModel | undefined;
   #link: Link | undefined;
   #opening: Promise<Link> | undefined;
+  /** Publishes waiting for a confirm, in the order they were made: the order of their deadlines too. */
   readonly #pending = new Set<Pending>();
+  /** One timer for every publish's deadline: the earliest one. */
+  #sweep: NodeJS.Timeout | undefined;
   /** Mandatory publishes by message id, to match a basic.return with its publish. */
   readonly #mandatory = new Map<string, Pending[]>();
 
@@ -86,18 +90,17 @@ export class Publisher {
     }
     if (!this.#model) return Promise.reject(new ConnectionError(`cannot publish to ${topic}: the connection to ${this.#options.displayUrl} is not open`));
     return new Promise<void>((resolve, reject) => {
-      const pending: Pending = { topic, size: payload.byteLength, resolve, reject, timer: undefined, messageId: undefined, returned: undefined };
-      pending.timer = setTimeout(
-        () =>
-          this.#settle(
-            pending,
-            new PublishError(topic, `the broker did not confirm the message for ${topic} within publishTimeoutMs (${this.#options.publishTimeoutMs} ms)`, {
-              retriable: true,
-            }),
-          ),
-        this.#options.publishTimeoutMs,
-      );
+      const pending: Pending = {
+        topic,
+        size: payload.byteLength,
+        resolve,
+        reject,
+        deadline: performance.now() + this.#options.publishTimeoutMs,
+        messageId: undefined,
+        returned: undefined,
+      };
       this.#pending.add(pending);
+      this.#sweep ??= setTimeout(this.#expire, this.#options.publishTimeoutMs);
       const link = this.#link;
       if (link) this.#write(link, pending, key, asBuffer(payload), properties);
       else {
@@ -137,7 +140,10 @@ export class Publisher {
   /** Settles a publish once: out of the lists, its timer cleared. */
   #settle(pending: Pending, error: Error | undefined): void {
     if (!this.#pending.delete(pending)) return;
-    clearTimeout(pending.timer);
+    if (this.#pending.size === 0 && this.#sweep !== undefined) {
+      clearTimeout(this.#sweep);
+      this.#sweep = undefined;
+    }
     if (pending.messageId !== undefined) {
       const same = this.#mandatory.get(pending.messageId);
       const index = same?.indexOf(pending) ?? -1;
@@ -147,6 +153,27 @@ export class Publisher {
     if (error) pending.reject(error);
     else pending.resolve();
   }
+
+  /** Rejects the publishes whose deadline passed, and waits for the next deadline. */
+  readonly #expire = (): void => {
+    this.#sweep = undefined;
+    const now = performance.now();
+    for (const pending of this.#pending) {
+      if (pending.deadline > now) break;
+      this.#settle(
+        pending,
+        new PublishError(
+          pending.topic,
+          `the broker did not confirm the message for ${pending.topic} within publishTimeoutMs (${this.#options.publishTimeoutMs} ms)`,
+          {
+            retriable: true,
+          },
+        ),
+      );
+    }
+    const [next] = this.#pending;
+    if (next) this.#sweep = setTimeout(this.#expire, Math.max(1, next.deadline - now));
+  };
 
   /** What a publish that was not confirmed meets: a channel error (too large, ...) or a lost connection. */
   #failure(topic: string, link: Link | undefined, error: unknown, size?: number): BrokerError {
