@@ -139,7 +139,9 @@ export function toSubscribeError(topic: string, error: unknown, where: string, r
   const code = replyCode(error);
   if (code === undefined || isAuthFailure(error)) return toConnectionError(error, where, redact);
   if (code === 'WRONGTYPE') {
-    return new SubscribeError(topic, `cannot subscribe to ${name}: its key holds another Redis type than a stream (WRONGTYPE)`, { cause: error });
+    return new SubscribeError(topic, `cannot subscribe to ${name}: its key holds another Redis type than a stream (WRONGTYPE)`, {
+      cause: toReplyError(error, `cannot subscribe to ${name}`, redact),
+    });
   }
   const reply = toReplyError(error, `cannot subscribe to ${name}`, redact);
   return new SubscribeError(topic, reply.message, { cause: reply, retriable: reply.retriable });

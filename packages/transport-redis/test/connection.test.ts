@@ -1,5 +1,5 @@
 import { AuthenticationError, type ConnectionState, ConnectionError, DrainTimeoutError, PublishError, TimeoutError } from '@ktransport/broker';
-import { RedisBroker, type RedisLogEntry } from '@ktransport/transport-redis';
+import { RedisBroker, type RedisLogEntry, RedisReplyError } from '@ktransport/transport-redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, open, outcome, raw, sleep, topic, waitFor } from './helpers.js';
 import { freePort, PrivateRedis } from './redis.js';
@@ -113,6 +113,26 @@ describe('reaching Redis', () => {
     await sleep(1_300);
     await broker.publish(t, { n: 2 });
     expect(broker.state).toBe('connected');
+  });
+});
+
+describe('error replies', () => {
+  it('rejects a publish Redis refuses for memory (OOM) with a retriable PublishError naming the reply', async () => {
+    const t = topic('oom');
+    const broker = await open({ url: plain.url });
+    const client = await raw(plain.url);
+    await client.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']);
+    try {
+      const error = await outcome(broker.publish(t, { n: 1 }));
+      expect(error).toBeInstanceOf(PublishError);
+      expect((error as PublishError).retriable).toBe(true);
+      expect((error as PublishError).cause).toBeInstanceOf(RedisReplyError);
+      expect(((error as PublishError).cause as RedisReplyError).reply).toBe('OOM');
+      expect(broker.state).toBe('connected');
+    } finally {
+      await client.sendCommand(['CONFIG', 'SET', 'maxmemory', '0']);
+    }
+    await broker.publish(t, { n: 2 });
   });
 });
 

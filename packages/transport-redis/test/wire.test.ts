@@ -1,5 +1,5 @@
 import { ConfigurationError, DEAD_LETTER_HEADER, type Message, PublishError, SubscribeError } from '@ktransport/broker';
-import { InvalidHeaderError, type RedisStreamEntry, WrongTypeError } from '@ktransport/transport-redis';
+import { InvalidHeaderError, RedisReplyError, type RedisStreamEntry, WrongTypeError } from '@ktransport/transport-redis';
 import { describe, expect, it } from 'vitest';
 import { eventually, open, outcome, raw, sleep, states, topic, waitFor } from './helpers.js';
 
@@ -114,7 +114,10 @@ describe('what is refused before anything is written', () => {
     const published = await outcome(broker.publish(t, { n: 1 }));
     expect(published).toBeInstanceOf(WrongTypeError);
     expect((published as WrongTypeError).retriable).toBe(false);
-    expect(await outcome(broker.subscribe(t, () => undefined))).toBeInstanceOf(SubscribeError);
+    const refused = await outcome(broker.subscribe(t, () => undefined));
+    expect(refused).toBeInstanceOf(SubscribeError);
+    expect((refused as SubscribeError).cause).toBeInstanceOf(RedisReplyError);
+    expect(((refused as SubscribeError).cause as RedisReplyError).reply).toBe('WRONGTYPE');
     expect(await outcome(broker.subscribe(t, () => undefined, { group: 'g' }))).toBeInstanceOf(SubscribeError);
     expect(broker.state).toBe('connected');
   });
@@ -159,6 +162,15 @@ describe('groups', () => {
     await subscription.unsubscribe();
     const consumers = await client.sendCommand<unknown[]>(['XINFO', 'CONSUMERS', t, 'g']);
     expect(consumers).toEqual([]);
+    // And on disconnect.
+    await broker.subscribe(t, () => undefined, { group: 'g' });
+    await eventually(
+      async () => (await client.sendCommand<unknown[]>(['XINFO', 'CONSUMERS', t, 'g'])).length === 1,
+      5_000,
+      () => 'the consumer did not join',
+    );
+    await broker.disconnect();
+    expect(await client.sendCommand<unknown[]>(['XINFO', 'CONSUMERS', t, 'g'])).toEqual([]);
   });
 
   it('claims entries another member left pending after claimIdleMs, with the delivery marked as claimed', async () => {
