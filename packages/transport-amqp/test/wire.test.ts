@@ -298,8 +298,8 @@ describe('what goes on the wire', () => {
     expect(seen).toEqual(['connected']);
   });
 
-  it('a subscription whose queue was deleted under it declares it again and goes on', async () => {
-    const broker = await open({ reconnectPeriodMs: 100 });
+  it('a subscription whose queue was deleted under it declares it again after reconnectPeriodMs and goes on', async () => {
+    const broker = await open({ reconnectPeriodMs: 600 });
     const t = unique('deleted');
     const group = unique('g');
     const queue = `${group}:${t}`;
@@ -320,11 +320,14 @@ describe('what goes on the wire', () => {
         await look.close().catch(() => undefined);
       }
     };
-    const until = Date.now() + 5_000;
+    const deleted = Date.now();
+    const until = deleted + 5_000;
     while ((await consumers()) !== 1) {
       if (Date.now() > until) throw new Error('the queue was not declared again with its consumer');
       await sleep(50);
     }
+    // Opened again on a new channel after reconnectPeriodMs.
+    expect(Date.now() - deleted).toBeGreaterThanOrEqual(550);
     await broker.publish(t, 7);
     await waitFor(
       () => got.includes(7),
