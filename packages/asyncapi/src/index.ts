@@ -1,2 +1,14 @@
-/** AsyncAPI 3 documents from ktransport declarations: under construction. */
-export const PLACEHOLDER = true;
+export { type AsyncApiOptions, asyncApiDocument } from './document.js';
+export type { ServerInput } from './servers.js';
+export { asyncApiYaml, toYaml } from './yaml.js';
+export type {
+  AsyncApiChannel,
+  AsyncApiDocument,
+  AsyncApiInfo,
+  AsyncApiMessage,
+  AsyncApiOperation,
+  AsyncApiParameter,
+  AsyncApiServer,
+  Reference,
+  SchemaObject,
+} from './types.js';
