@@ -25,6 +25,7 @@ interface Link {
   readonly channel: ConfirmChannel;
   /** The channel error that closed it (a 406 for a message over `max_message_size`, ...). */
   error: Error | undefined;
+  closed: boolean;
 }
 
 /** RabbitMQ's text for a message over `max_message_size`: "message size 2000 is larger than configured max size 1024". */
@@ -53,15 +54,20 @@ export class Publisher {
     this.#options = options;
   }
 
-  /** Uses a new connection: opens the confirm channel and declares the exchange (or checks an `amq.` one). */
+  /**
+   * Uses a new connection: opens the confirm channel and declares the exchange
+   * (or checks an `amq.` one). Publishes are taken only once that is done.
+   */
   async attach(model: ChannelModel): Promise<void> {
-    this.#model = model;
+    this.#model = undefined;
     this.#link = undefined;
     this.#opening = undefined;
     const link = await this.#open(model);
     const { exchange } = this.#options;
     if (exchange.startsWith('amq.')) await link.channel.checkExchange(exchange);
     else await link.channel.assertExchange(exchange, 'topic', { durable: true });
+    this.#model = model;
+    if (!link.closed) this.#link = link;
   }
 
   /** The connection is gone: every publish waiting for a confirm rejects with `error`. */
@@ -199,9 +205,10 @@ export class Publisher {
 
   async #open(model: ChannelModel): Promise<Link> {
     const channel = await model.createConfirmChannel();
-    const link: Link = { channel, error: undefined };
+    const link: Link = { channel, error: undefined, closed: false };
     channel.on('error', (error: Error) => (link.error = error));
     channel.on('close', () => {
+      link.closed = true;
       if (this.#link === link) this.#link = undefined;
     });
     channel.on('return', (message: Message) => this.#returned(message));

@@ -32,7 +32,7 @@ type Report = z.infer<typeof Report>;
 class ReportSaver {
   readonly saved: Message<Report>[] = [];
 
-  @Subscribe(REPORTS, { schema: Report, group: GROUP })
+  @Subscribe(REPORTS, { schema: Report, group: GROUP, prefetch: 10 }) // prefetch: AMQP's own option, typed through the core's options
   save(message: Message<Report>): void {
     this.saved.push(message);
   }
