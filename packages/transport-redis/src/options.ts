@@ -98,7 +98,8 @@ export interface RedisSubscribeOptions<S extends Schema = Schema> extends BaseSu
 // `BrokerServer.subscribe`, the `Broker` interface), typed and checked, once this package is imported.
 declare module '@ktransport/broker' {
   interface TransportSubscribeOptions {
-    /** Redis (with a group) or Kafka: a new group starts at the oldest message (true) or with what is published from now on. Default false. */
+    // Redis (with a group): a new group starts at the stream's first entry (true) or at `$`. Declared by the Kafka
+    // transport too, with the same type; its doc comment is the one shown (one comment per merged declaration).
     fromBeginning?: boolean;
   }
   interface TransportPublishOptions {
