@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { BROKER, type Broker } from '@ktransport/broker';
+import { BROKER, type Broker, Publishes } from '@ktransport/broker';
 import { inject, injectable } from 'inversify';
-import { type EventReport, TOPIC, type UserReport } from '../reports.js';
+import { EventReport, TOPIC, UserReport } from '../reports.js';
 
 /**
  * The agent's data layer: reports leave through the injected broker. The
@@ -12,12 +12,14 @@ import { type EventReport, TOPIC, type UserReport } from '../reports.js';
 export class ReportRepository {
   constructor(@inject(BROKER) private readonly broker: Broker) {}
 
+  @Publishes(TOPIC.event, { schema: EventReport, summary: 'An event report was posted (PostReport); keyed by its report id' })
   async postEvent(report: Omit<EventReport, 'reportId'>, reportId: string = randomUUID()): Promise<string> {
     const body: EventReport = { reportId, ...report };
     await this.broker.publish(TOPIC.event, body, { key: reportId });
     return reportId;
   }
 
+  @Publishes(TOPIC.user, { schema: UserReport, summary: 'A user report was posted (PostUserReport); keyed by its user id' })
   async postUser(report: Omit<UserReport, 'reportId'>, reportId: string = randomUUID()): Promise<string> {
     const body: UserReport = { reportId, ...report };
     await this.broker.publish(TOPIC.user, body, { key: String(report.userId) });
