@@ -39,6 +39,13 @@ export interface AmqpBrokerOptions extends CommonBrokerOptions {
    * reserves that prefix). Default `ktransport`.
    */
   exchange?: string;
+  /**
+   * AMQP heartbeat period asked for (the lower of this and the broker's is
+   * used; 0 asks for none). A connection that carries nothing for about two
+   * periods is taken as lost: `state` turns `reconnecting` and a new one is
+   * opened. Default 60 (RabbitMQ's own default).
+   */
+  heartbeatSeconds?: number;
   /** Limit for the first connection, including the AMQP handshake. Default 10,000 ms. */
   connectTimeoutMs?: number;
   /** Wait between reconnection attempts after the connection was lost. Default 1,000 ms. */
@@ -117,6 +124,7 @@ export interface ResolvedOptions {
   readonly secrets: readonly string[];
   readonly tls: boolean;
   readonly exchange: string;
+  readonly heartbeatSeconds: number;
   readonly connectTimeoutMs: number;
   readonly reconnectPeriodMs: number;
   readonly publishTimeoutMs: number;
@@ -155,12 +163,16 @@ export function resolveOptions(options: AmqpBrokerOptions): ResolvedOptions {
       `exchange must be a non-empty name of at most 255 UTF-8 bytes (the default exchange cannot route topics), got "${headerText(String(exchange), 300)}"`,
     );
   }
+  const heartbeatSeconds = integer('heartbeatSeconds', options.heartbeatSeconds ?? 60, 0, 65_535);
+  // The heartbeat goes to amqplib as a query parameter of the URL it connects to (this option wins over one in the URL).
+  parsed.searchParams.set('heartbeat', String(heartbeatSeconds));
   return {
-    url,
+    url: parsed.toString(),
     displayUrl,
     secrets,
     tls,
     exchange,
+    heartbeatSeconds,
     connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, 1, MAX_TIMER),
     reconnectPeriodMs: integer('reconnectPeriodMs', options.reconnectPeriodMs ?? 1_000, 1, MAX_TIMER),
     publishTimeoutMs: integer('publishTimeoutMs', options.publishTimeoutMs ?? 30_000, 1, MAX_TIMER),

@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { AuthenticationError, ConfigurationError, ConnectionError } from '@ktransport/broker';
 import { AmqpBroker } from '@ktransport/transport-amqp';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -39,7 +39,15 @@ describe('connecting', () => {
     expect(make({ url: 'not a url :// u:hunter22@' })).toThrow(ConfigurationError);
     expect(make({ url: 'amqp://127.0.0.1', tls: { rejectUnauthorized: false } })).toThrow(/amqps/);
     expect(make({ exchange: '' })).toThrow(ConfigurationError);
-    for (const name of ['connectTimeoutMs', 'reconnectPeriodMs', 'publishTimeoutMs', 'prefetch', 'maxMessageBytes', 'redeliveryDelayMs'] as const) {
+    for (const name of [
+      'heartbeatSeconds',
+      'connectTimeoutMs',
+      'reconnectPeriodMs',
+      'publishTimeoutMs',
+      'prefetch',
+      'maxMessageBytes',
+      'redeliveryDelayMs',
+    ] as const) {
       expect(make({ [name]: -1 }), name).toThrow(ConfigurationError);
     }
     expect(make({ prefetch: 70_000 })).toThrow(ConfigurationError);
@@ -81,5 +89,94 @@ describe('connecting', () => {
     expect(String(error)).not.toMatch(/not-the-password/);
     await sleep(300);
     expect(seen).toEqual(['disconnected', 'connecting', 'disconnected']);
+  });
+});
+
+/** A TCP proxy to the machine's RabbitMQ that can stop carrying bytes without closing anything (a silent network). */
+async function freezableProxy(): Promise<{ port: number; freeze: () => void; thaw: () => void }> {
+  const target = new URL(SHARED_URL);
+  let frozen = false;
+  const pairs = new Set<[Socket, Socket]>();
+  const server = createServer((client) => {
+    if (frozen) {
+      client.destroy();
+      return;
+    }
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port || 5672) });
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    client.on('data', (chunk: Buffer) => void (frozen || upstream.write(chunk)));
+    upstream.on('data', (chunk: Buffer) => void (frozen || client.write(chunk)));
+    const end = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  server.on('close', () => {
+    for (const [a, b] of pairs) {
+      a.destroy();
+      b.destroy();
+    }
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  servers.push(server);
+  return {
+    port,
+    freeze: () => void (frozen = true),
+    thaw: () => {
+      frozen = false;
+      // What was cut off stays cut off: the frozen connections are closed, new ones go through.
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+    },
+  };
+}
+
+describe('heartbeats', () => {
+  it('heartbeatSeconds: a connection that goes silent is taken as lost within about two periods, and opened again', async () => {
+    const proxy = await freezableProxy();
+    const url = new URL(SHARED_URL);
+    url.port = String(proxy.port);
+    const broker = new AmqpBroker({ url: url.toString(), heartbeatSeconds: 1, reconnectPeriodMs: 200, tracing: false, metrics: false });
+    await broker.connect();
+    try {
+      const seen = states(broker);
+      await sleep(1_500);
+      expect(seen, 'heartbeats keep an idle connection up').toEqual(['connected']);
+      const frozen = Date.now();
+      proxy.freeze();
+      while (broker.state === 'connected' && Date.now() - frozen < 10_000) await sleep(50);
+      const noticed = Date.now() - frozen;
+      expect(broker.state).toBe('reconnecting');
+      expect(noticed).toBeGreaterThanOrEqual(1_000);
+      expect(noticed).toBeLessThan(4_000);
+      proxy.thaw();
+      const thawed = Date.now();
+      while (broker.state !== 'connected' && Date.now() - thawed < 10_000) await sleep(50);
+      expect(broker.state).toBe('connected');
+      await broker.publish(`kta-heartbeat-${process.pid}`, 1);
+    } finally {
+      await broker.disconnect();
+    }
+  });
+
+  it('heartbeatSeconds: 0 asks for no heartbeats: a silent connection is not noticed', async () => {
+    const proxy = await freezableProxy();
+    const url = new URL(SHARED_URL);
+    url.port = String(proxy.port);
+    const broker = new AmqpBroker({ url: url.toString(), heartbeatSeconds: 0, tracing: false, metrics: false });
+    await broker.connect();
+    const seen = states(broker);
+    proxy.freeze();
+    await sleep(2_500);
+    expect(seen).toEqual(['connected']);
+    proxy.thaw();
+    await broker.disconnect().catch(() => undefined);
   });
 });
