@@ -15,6 +15,12 @@ export interface RedisStreamEntry {
   readonly fields: readonly Buffer[];
   /** Whether the entry was claimed from another member (or given back) with XAUTOCLAIM rather than read new. */
   readonly claimed: boolean;
+  /**
+   * With a group: how many times Redis delivered the entry to the group (the
+   * delivery counter XPENDING shows), 1 for an entry read new, more for one
+   * claimed after a member failed to acknowledge it. Absent without a group.
+   */
+  readonly deliveries?: number;
 }
 
 /** Longest XREAD/XREADGROUP BLOCK: how long a read waits for new entries before the loop looks around again. */
@@ -207,8 +213,21 @@ export class StreamReader {
     ]);
     const [cursor, entries] = reply;
     this.#claimCursor = String(cursor);
-    if (Array.isArray(entries)) this.#deliverEntries(entries, true);
+    if (Array.isArray(entries)) this.#deliverEntries(entries, true, await this.#deliveries(entries));
     return this.#claimCursor !== '0-0';
+  }
+
+  /** The delivery counters of claimed entries (XPENDING over their id range, for this consumer). */
+  async #deliveries(entries: readonly unknown[]): Promise<Map<string, number>> {
+    const group = this.#o.group;
+    const counts = new Map<string, number>();
+    const ids = entries.flatMap((entry) => (Array.isArray(entry) ? [String(entry[0])] : []));
+    const [first] = ids;
+    const last = ids[ids.length - 1];
+    if (!group || first === undefined || last === undefined) return counts;
+    const pending = await this.#o.reader.client.sendCommand<unknown[]>(['XPENDING', this.#o.key, group.name, first, last, String(ids.length), group.consumer]);
+    for (const row of pending) if (Array.isArray(row)) counts.set(String(row[0]), Number(row[3]));
+    return counts;
   }
 
   /** A XREAD/XREADGROUP reply: a map (RESP3) or list of pairs (RESP2) of key to `[[id, fields], ...]`, or null when the block ran out. */
@@ -230,7 +249,7 @@ export class StreamReader {
     }
   }
 
-  #deliverEntries(entries: readonly unknown[], claimed: boolean): void {
+  #deliverEntries(entries: readonly unknown[], claimed: boolean, deliveries?: Map<string, number>): void {
     for (const entry of entries) {
       // An entry deleted from the stream but still pending comes back from XAUTOCLAIM as nil (Redis 6.2).
       if (!Array.isArray(entry)) continue;
@@ -239,13 +258,14 @@ export class StreamReader {
       // Our own entries come back from XAUTOCLAIM only if their lease lapsed; they are in the engine already.
       if (this.#held.has(id)) continue;
       if (this.#o.group) this.#held.add(id);
-      this.#push(id, fields, claimed);
+      this.#push(id, fields, claimed, this.#o.group ? (deliveries?.get(id) ?? 1) : undefined);
     }
   }
 
-  #push(id: string, fields: Buffer[], claimed: boolean): void {
+  #push(id: string, fields: Buffer[], claimed: boolean, deliveries: number | undefined): void {
     const { payload, headers } = fromFields(fields);
-    const raw: RedisStreamEntry = { stream: this.#o.key, id, fields, claimed };
+    const raw: RedisStreamEntry =
+      deliveries === undefined ? { stream: this.#o.key, id, fields, claimed } : { stream: this.#o.key, id, fields, claimed, deliveries };
     const message = rawMessage(this.#o.topic, id, payload, headers, raw);
     if (payload === undefined) this.#malformed.add(message);
     const delivery: Delivery = { message, orderingKey: message.key, ack: () => this.#ack(id), nack: () => this.#nack(id) };

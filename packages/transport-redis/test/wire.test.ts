@@ -50,6 +50,7 @@ describe('the stream entry layout', () => {
     expect(native.stream).toBe(t);
     expect(native.id).toBe(m?.id);
     expect(native.claimed).toBe(false);
+    expect(native.deliveries).toBeUndefined();
     expect(native.fields.map(String).slice(0, 2)).toEqual(['payload', '{"a":1}']);
   });
 
@@ -194,6 +195,8 @@ describe('groups', () => {
     );
     expect(Date.now() - begun).toBeGreaterThanOrEqual(300);
     expect((got[0]?.raw as RedisStreamEntry).claimed).toBe(true);
+    // Read once by the ghost, then claimed: Redis counts two deliveries.
+    expect((got[0]?.raw as RedisStreamEntry).deliveries).toBe(2);
     expect(got[0]?.body).toEqual({ n: 1 });
     await eventually(
       async () => ((await client.sendCommand<unknown[]>(['XPENDING', t, 'g']))[0] as number) === 0,
@@ -254,10 +257,12 @@ describe('redelivery in process', () => {
     const broker = await open({ redeliveryDelayMs: 400 });
     const t = topic('redelivery');
     const attempts: number[] = [];
+    const deliveries: (number | undefined)[] = [];
     await broker.subscribe(
       t,
-      () => {
+      (m) => {
         attempts.push(Date.now());
+        deliveries.push((m.raw as RedisStreamEntry).deliveries);
         if (attempts.length === 1) throw new Error('first attempt fails');
       },
       { group: 'g' },
@@ -269,6 +274,8 @@ describe('redelivery in process', () => {
       () => `attempts ${attempts.length}`,
     );
     expect((attempts[1] ?? 0) - (attempts[0] ?? 0)).toBeGreaterThanOrEqual(380);
+    // Redelivered in process: Redis delivered it once.
+    expect(deliveries).toEqual([1, 1]);
     const client = await raw();
     await eventually(
       async () => ((await client.sendCommand<unknown[]>(['XPENDING', t, 'g']))[0] as number) === 0,
