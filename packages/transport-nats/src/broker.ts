@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
 import { type BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, PublishError, SubscribeError } from '@ktransport/broker';
-import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
+import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type Settleable, settleable, type StopResult } from '@ktransport/broker/transport';
 import { type JetStreamClient, jetstream, type JetStreamManager, jetstreamManager, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect as natsConnect } from '@nats-io/transport-node';
@@ -40,6 +40,8 @@ export class NatsBroker implements Broker, ObservableConnection {
   #jsm: JetStreamManager | undefined;
   #phase: Phase = 'idle';
   #connecting: Promise<void> | undefined;
+  /** Rejected when the connection is lost: publishes waiting for a PubAck fail at once (retriable). */
+  #lost: Settleable = settleable();
 
   constructor(options: NatsBrokerOptions = {}) {
     this.#options = resolveOptions(options);
@@ -127,6 +129,9 @@ export class NatsBroker implements Broker, ObservableConnection {
       if (this.#nc !== nc) return;
       if (status.type === 'disconnect' || status.type === 'reconnecting' || status.type === 'staleConnection') {
         this.#set('reconnecting');
+        // Publishes waiting for their PubAck will not get it on this connection: they fail now, not at their timeout.
+        this.#lost.reject(new ConnectionError('the connection to NATS was lost before the PubAck came (the message may have been stored)'));
+        this.#lost = settleable();
       } else if (status.type === 'reconnect') {
         this.#set('connected');
         // A restarted server without its (memory) streams gets them back; existing ones are left as they are.
@@ -210,6 +215,9 @@ export class NatsBroker implements Broker, ObservableConnection {
     const js = this.#js;
     const nc = this.#nc;
     if (!js || !nc) throw new ConnectionError(`cannot publish to ${topic}: nats broker is not connected`);
+    // nats.js would hold the request until it reconnected, where a restarting server may drop it unanswered
+    // (the publish then waits its whole publishTimeoutMs): refused at once, the caller may try again.
+    if (this.#state === 'reconnecting') throw new ConnectionError(`cannot publish to ${topic}: the connection to NATS is being re-established`);
     const subject = publishSubject(topic);
     const headers = key === undefined ? message.headers : { ...message.headers, [KEY_HEADER]: key };
     const natsHeaders = toNatsHeaders(topic, headers);
@@ -223,11 +231,14 @@ export class NatsBroker implements Broker, ObservableConnection {
     }
     let ack: PubAck;
     try {
-      ack = await js.publish(subject, payload, {
+      const sent = js.publish(subject, payload, {
         headers: natsHeaders,
         timeout: this.#options.publishTimeoutMs,
         ...(options.msgId === undefined ? {} : { msgID: options.msgId }),
       });
+      // When the connection loss wins, the request's own later rejection has no one waiting for it.
+      sent.catch(() => undefined);
+      ack = await Promise.race([sent, this.#lost.promise.then(() => sent)]);
     } catch (error) {
       if (isNoResponders(error)) throw await this.#noResponders(topic, subject, error);
       throw toPublishError(topic, subject, error, this.#options.secrets);

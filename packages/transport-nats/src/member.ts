@@ -61,6 +61,8 @@ export class Member {
   /** Stream sequence to start from when an ephemeral consumer has to be made again. */
   #nextSeq = 0;
   #stopped = false;
+  /** Messages given back while the intake may still be open, sent once it ended (see #giveBack). */
+  #naks: JsMsg[] | undefined = [];
 
   constructor(spec: ConsumerSpec, context: MemberContext, consumer: Consumer, concurrency: number) {
     this.#spec = spec;
@@ -126,7 +128,13 @@ export class Member {
     if (gone) {
       try {
         if (this.#spec.durable) await this.#ensureConsumer(this.#spec.deliverPolicy === 'all' ? DeliverPolicy.All : DeliverPolicy.New);
-        else await this.#ensureConsumer(DeliverPolicy.StartSequence, Math.max(1, this.#nextSeq));
+        else {
+          // A stream made again (a memory stream after a server restart) numbers from 1 again: then from its start.
+          const state = (await jsm.streams.info(stream)).state;
+          const from = state.last_seq + 1 < this.#nextSeq ? state.first_seq : this.#nextSeq;
+          await this.#ensureConsumer(DeliverPolicy.StartSequence, Math.max(1, from));
+          this.#nextSeq = Math.max(1, from);
+        }
         this.#consumer = await js.consumers.get(stream, name);
         return;
       } catch (e) {
@@ -205,9 +213,19 @@ export class Member {
     }
   }
 
+  /**
+   * Gives a message back to the server for redelivery. While this member's pull
+   * request may still be open, the server would redeliver it into that very
+   * request: the `nak` waits until the intake ended.
+   */
+  #giveBack(m: JsMsg): void {
+    if (this.#naks) this.#naks.push(m);
+    else m.nak();
+  }
+
   #receive(m: JsMsg): void {
     if (this.#stopped) {
-      m.nak();
+      this.#giveBack(m);
       return;
     }
     if (m.seq >= this.#nextSeq) this.#nextSeq = m.seq + 1;
@@ -233,7 +251,7 @@ export class Member {
       },
       nack: () => {
         this.#settled(m);
-        m.nak();
+        this.#giveBack(m);
       },
     });
   }
@@ -246,9 +264,13 @@ export class Member {
   }
 
   /**
-   * Stops pulling: no new pull request is made and the last one runs out (within
-   * PULL_EXPIRES_MS, or `limitMs` when the server does not answer); what it still
-   * brings is given back. What the engine holds stays until it acks or nacks it.
+   * Stops pulling: no new pull request is made and the last one runs out
+   * (within PULL_EXPIRES_MS, or `limitMs` when the server does not answer); what
+   * it still brings is given back. Only then are the messages given back
+   * `nak`ed, so that the server cannot redeliver them into that request. (Ending
+   * the request early by unsubscribing its inbox was tried: the server may still
+   * deliver a redelivered message into it, which then waits for `ack_wait`.)
+   * What the engine holds stays until it acks or nacks it.
    */
   async stopIntake(limitMs: number): Promise<void> {
     this.#stopped = true;
@@ -258,6 +280,9 @@ export class Member {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#pulling, new Promise<void>((resolve) => (timer = setTimeout(resolve, limitMs)))]);
     clearTimeout(timer);
+    const naks = this.#naks ?? [];
+    this.#naks = undefined;
+    for (const m of naks) m.nak();
   }
 
   /** Stops the in-progress notices (after the engine settled everything it holds, or before closing). */

@@ -108,6 +108,19 @@ describe('NatsBroker connection', () => {
     }
   });
 
+  it('a server without JetStream rejects connect() with a ConnectionError saying so', async () => {
+    const plain = new PrivateNats({ jetstream: false });
+    await plain.start();
+    try {
+      const { error, states } = await refused(new NatsBroker({ ...fast, url: plain.url }));
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as Error).message).toMatch(/jetstream/i);
+      expect(states).toEqual(['connecting', 'disconnected']);
+    } finally {
+      await plain.remove();
+    }
+  });
+
   it('refuses bad options in the constructor', () => {
     expect(() => new NatsBroker({ url: 'http://127.0.0.1:4222' })).toThrow(ConfigurationError);
     expect(() => new NatsBroker({ url: 'not a url' })).toThrow(ConfigurationError);

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import { isRetriable } from '@ktransport/broker';
 import type { NatsBrokerOptions } from '@ktransport/transport-nats';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -62,4 +63,26 @@ export async function admin(url = NATS_URL): Promise<Admin> {
       await nc.close();
     },
   };
+}
+
+/** Publishes, repeating while the publish fails with a retriable error (at most `attempts` times, 100 ms apart). */
+export async function publishRetrying(publish: () => Promise<void>, attempts = 100): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const error = await publish().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (error === undefined) return;
+    if (!isRetriable(error) || attempt >= attempts) throw error instanceof Error ? error : new Error('publish failed');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Polls an asynchronous `predicate` until it holds; throws with `describe()` after `timeoutMs`. */
+export async function waitForAsync(predicate: () => Promise<boolean>, timeoutMs: number, describe: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

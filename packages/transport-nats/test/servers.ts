@@ -23,6 +23,8 @@ export function freePort(): Promise<number> {
 export interface PrivateNatsOptions {
   /** Extra command-line arguments (credentials, cluster settings). */
   args?: string[];
+  /** JetStream on (default) or off. */
+  jetstream?: boolean;
   /** The client port; default a free one. */
   port?: number;
   /** Store directory (kept across restarts); default a new temporary one, removed by `remove()`. */
@@ -61,7 +63,8 @@ export class PrivateNats {
       this.#storeDir = this.#options.storeDir ?? (await mkdtemp(join(tmpdir(), 'kt-nats-')));
       this.#ownsStore = this.#options.storeDir === undefined;
     }
-    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.#storeDir, ...(this.#options.args ?? [])];
+    const js = this.#options.jetstream === false ? [] : ['-js', '-sd', this.#storeDir];
+    const args = ['-a', '127.0.0.1', '-p', String(this.port), ...js, ...(this.#options.args ?? [])];
     this.#output = '';
     const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#process = child;

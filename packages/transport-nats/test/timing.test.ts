@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PublishError } from '@ktransport/broker';
+import { ConnectionError, PublishError } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { NatsBroker } from '@ktransport/transport-nats';
-import { type Admin, admin, fast, unique } from './helpers.js';
+import { type Admin, admin, fast, publishRetrying, unique, waitForAsync } from './helpers.js';
 import { PrivateNats } from './servers.js';
 
 /** A server of this file's own: frozen (SIGSTOP) and restarted. */
@@ -44,6 +44,48 @@ describe('NatsBroker timing options', () => {
       await broker.publish(topic, { n: 3 });
     } finally {
       nats.signal('SIGCONT');
+      await broker.disconnect();
+    }
+  });
+
+  it('a publish waiting for its PubAck when the connection is lost, and a publish while reconnecting, reject at once with a retriable ConnectionError', async () => {
+    const topic = unique('lost');
+    const stream = await setup.stream(topic);
+    const broker = new NatsBroker({ ...fast, url: nats.url, publishTimeoutMs: 20_000 });
+    await broker.connect();
+    try {
+      await broker.publish(topic, { n: 1 });
+      nats.signal('SIGSTOP');
+      const pending = broker.publish(topic, { n: 2 }).catch((e: unknown) => e);
+      await sleep(200);
+      const begun = Date.now();
+      await nats.stop('SIGKILL');
+      const error = await pending;
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as ConnectionError).retriable).toBe(true);
+      expect(Date.now() - begun).toBeLessThan(3_000);
+      expect(broker.state).toBe('reconnecting');
+      const refused = await broker.publish(topic, { n: 3 }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(ConnectionError);
+      expect(Date.now() - begun).toBeLessThan(3_000);
+      await nats.start();
+      await waitFor(
+        () => broker.state === 'connected',
+        10_000,
+        () => `state ${broker.state}`,
+      );
+      // The other cases' admin connection reconnects too, and JetStream answers again.
+      await waitForAsync(
+        () =>
+          setup.jsm.streams.info(stream).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        () => 'JetStream does not answer after the restart',
+      );
+      await publishRetrying(() => broker.publish(topic, { n: 4 }));
+    } finally {
       await broker.disconnect();
     }
   });

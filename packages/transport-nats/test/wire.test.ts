@@ -3,7 +3,8 @@ import { ConfigurationError, type Message, SubscribeError } from '@ktransport/br
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { InvalidHeaderError, InvalidTopicError, NatsBroker, NoStreamError, PayloadTooLargeError } from '@ktransport/transport-nats';
 import { headers as natsHeaders } from '@nats-io/nats-core';
-import { jetstream } from '@nats-io/jetstream';
+import { createHash } from 'node:crypto';
+import { AckPolicy, jetstream } from '@nats-io/jetstream';
 import { type Admin, admin, ensureNats, fast, NATS_URL, unique } from './helpers.js';
 
 let setup: Admin;
@@ -155,10 +156,18 @@ describe('NatsBroker on the wire', () => {
     expect(info.config.filter_subject).toBe(topic);
     expect(info.config.ack_policy).toBe('explicit');
     expect(info.config.max_deliver).toBe(-1);
+    const ephemeral = await setup.jsm.consumers.info(stream, before.find((n) => n !== durable) ?? '');
+    expect(ephemeral.config.durable_name).toBeUndefined();
+    expect(ephemeral.config.inactive_threshold).toBe(120_000_000_000);
     await grouped.unsubscribe();
     await plain.unsubscribe();
     expect(await names()).toEqual([durable]);
     await expect(broker.subscribe(topic, () => undefined, { group: 'a.b' })).rejects.toBeInstanceOf(ConfigurationError);
+    // A consumer of the group's name that filters another subject is not taken over.
+    const taken = unique('g');
+    const name = `${taken}_${createHash('sha256').update(topic).digest('hex').slice(0, 8)}`;
+    await setup.jsm.consumers.add(stream, { durable_name: name, ack_policy: AckPolicy.Explicit, filter_subject: `${topic}.other` });
+    await expect(broker.subscribe(topic, () => undefined, { group: taken })).rejects.toBeInstanceOf(SubscribeError);
   });
 
   it('ackWaitMs and maxAckPending configure the consumers; a handler longer than ackWait is not redelivered (in-progress notices)', async () => {
