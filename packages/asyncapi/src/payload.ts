@@ -2,7 +2,7 @@ import { ConfigurationError, type StandardSchemaV1 } from '@ktransport/broker';
 import { safeId } from './ids.js';
 import type { SchemaObject } from './types.js';
 
-/** The Standard JSON Schema converter a schema may carry beside its validator (zod 4.2+, valibot's `toStandardJsonSchema`). */
+/** The Standard JSON Schema converter a schema may carry beside its validator (current zod 4 releases, valibot's `toStandardJsonSchema`). */
 interface JsonSchemaConverter {
   readonly input: (options: { readonly target: string }) => Record<string, unknown>;
 }
@@ -25,7 +25,7 @@ export function jsonSchemaOf(schema: StandardSchemaV1, where: string): Record<st
   if (!converter) {
     throw new ConfigurationError(
       `${where}: the ${schema['~standard'].vendor} schema cannot give JSON Schema (no "~standard".jsonSchema); ` +
-        'use zod 4.2 or newer, wrap a valibot schema with toStandardJsonSchema from @valibot/to-json-schema, or set untypedPayloads',
+        'use a zod 4 release that has it, wrap a valibot schema with toStandardJsonSchema from @valibot/to-json-schema, or set untypedPayloads',
     );
   }
   try {
