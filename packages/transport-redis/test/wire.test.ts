@@ -209,12 +209,12 @@ describe('groups', () => {
 
   it('keeps the entries it holds: a slow handler longer than claimIdleMs is not handled twice by another member', async () => {
     const t = topic('lease');
-    const a = await open({ claimIdleMs: 300 });
-    const b = await open({ claimIdleMs: 300 });
+    const a = await open({ claimIdleMs: 600 });
+    const b = await open({ claimIdleMs: 600 });
     const runs: string[] = [];
     const slow = (who: string) => async (m: Message<{ n: number }>) => {
       runs.push(`${who}:${m.body.n}`);
-      await sleep(1_200);
+      await sleep(2_000);
     };
     await a.subscribe(t, slow('a'), { group: 'g' });
     await a.publish(t, { n: 1 });
@@ -224,7 +224,7 @@ describe('groups', () => {
       () => 'nothing started',
     );
     await b.subscribe(t, slow('b'), { group: 'g' });
-    await sleep(1_500);
+    await sleep(2_200);
     expect(runs).toEqual(['a:1']);
   });
 });
