@@ -140,10 +140,11 @@ describe('failing reads', () => {
   it('logs a read that fails (WRONGTYPE), backs off instead of looping, and reads again once the key is a stream', async () => {
     const t = topic('read-fails');
     const logged: RedisLogEntry[] = [];
-    const broker = await open({ logger: (entry) => void logged.push(entry) });
+    // A private server: INFO commandstats counts every client's reads, and other test files read the shared one.
+    const broker = await open({ url: plain.url, logger: (entry) => void logged.push(entry) });
     const got: number[] = [];
     await broker.subscribe<{ n: number }>(t, (m) => void got.push(m.body.n), { group: 'g' });
-    const client = await raw();
+    const client = await raw(plain.url);
     await client.sendCommand(['DEL', t]);
     await client.sendCommand(['SET', t, 'not a stream']);
     await eventually(
