@@ -88,7 +88,7 @@ export class AmqpBroker implements Broker, ObservableConnection {
     } catch (error) {
       this.#model = undefined;
       this.#publisher.detach(new ConnectionError('connection failed'));
-      if (model) await bounded(model.close(), this.#options.connectTimeoutMs);
+      if (model) await this.#close(model);
       this.#phase = 'idle';
       this.#set('disconnected');
       throw this.#setupFailure(error);
@@ -173,7 +173,7 @@ export class AmqpBroker implements Broker, ObservableConnection {
       return;
     }
     if (this.#phase !== 'open') {
-      await bounded(model.close(), this.#options.connectTimeoutMs);
+      await this.#close(model);
       return;
     }
     this.#watch(model);
@@ -193,7 +193,7 @@ export class AmqpBroker implements Broker, ObservableConnection {
       // The connection broke again (its close schedules the next attempt), or a step failed: start over.
       if (this.#isCurrent(model)) {
         this.#model = undefined;
-        await bounded(model.close(), this.#options.connectTimeoutMs);
+        await this.#close(model);
         this.#publisher.detach(new ConnectionError(`the connection to ${this.#options.displayUrl} is being opened again`));
         if (this.#phase === 'open') this.#scheduleReconnect();
       }
@@ -242,7 +242,7 @@ export class AmqpBroker implements Broker, ObservableConnection {
     this.#consumers.clear();
     const model = this.#model;
     this.#model = undefined;
-    if (model) await bounded(model.close(), this.#options.connectTimeoutMs);
+    if (model) await this.#close(model);
     this.#publisher.detach(new ConnectionError(`disconnected from ${this.#options.displayUrl} before the broker confirmed the message`));
     this.#phase = 'idle';
     this.#set('closed');
@@ -350,6 +350,12 @@ export class AmqpBroker implements Broker, ObservableConnection {
     else await engine.stop(this.#pipeline.drainTimeoutMs);
     await consumer.close(own, timeout);
     this.#consumers.delete(consumer);
+  }
+
+  /** Closes a connection: done when the broker answered, the socket closed, or connectTimeoutMs passed. */
+  async #close(model: ChannelModel): Promise<void> {
+    const gone = new Promise<void>((resolve) => model.once('close', () => resolve()));
+    await bounded(Promise.race([model.close(), gone]), this.#options.connectTimeoutMs);
   }
 
   #set(state: ConnectionState): void {
