@@ -32,6 +32,8 @@ const UNIT = [
   'packages/transport-grpc/test/**/*.test.ts',
   'examples/quickstart/test/**/*.test.ts',
   'examples/saver-service/test/config.test.ts',
+  'packages/asyncapi/test/**/*.test.ts',
+  'examples/saver-service/test/asyncapi.test.ts',
 ];
 
 export default defineConfig({
