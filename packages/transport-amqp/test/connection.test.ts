@@ -138,6 +138,17 @@ async function freezableProxy(): Promise<{ port: number; freeze: () => void; tha
   };
 }
 
+describe('the vhost from the URL', () => {
+  it('/%2F names the vhost "/", the one a URL without a path opens', async () => {
+    const url = new URL(SHARED_URL);
+    url.pathname = '/%2F';
+    const broker = new AmqpBroker({ url: url.toString(), tracing: false, metrics: false });
+    await broker.connect();
+    await broker.publish(`kta-vhost-${process.pid}`, 1);
+    await broker.disconnect();
+  });
+});
+
 describe('heartbeats', () => {
   it('heartbeatSeconds: a connection that goes silent is taken as lost within about two periods, and opened again', async () => {
     const proxy = await freezableProxy();
