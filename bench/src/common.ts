@@ -2,7 +2,7 @@ import { inspect } from 'node:util';
 
 /** What the orchestrator hands a worker (one implementation, one round, one child process). */
 export interface WorkerConfig {
-  readonly suite: 'mqtt' | 'kafka' | 'latency' | 'scale';
+  readonly suite: 'mqtt' | 'kafka' | 'amqp' | 'nats' | 'redis' | 'latency' | 'scale';
   readonly scenario: string;
   readonly impl: string;
   /** Messages to measure (after the warm-up). */

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=mqtt,kafka,latency,scale] [--rounds=N] [--results=FILE]`
+ * `npm run bench [-- --quick] [--only=mqtt,kafka,amqp,nats,redis,latency,scale] [--rounds=N] [--results=FILE]`
  *
  * Runs every group of the plan: each round runs every implementation once, in
  * its own child process, in rotating order, on a topic of its own. Progress

@@ -75,6 +75,21 @@ export function plan({ quick, rounds }: PlanOptions): Group[] {
     });
   }
 
+  // RabbitMQ, NATS JetStream and Redis Streams end to end, each beside its raw client (amqplib, @nats-io/jetstream,
+  // @redis/client) doing the same work: confirmed publishes with a window, one consumer acknowledging each message.
+  for (const suite of ['amqp', 'nats', 'redis'] as const) {
+    const scenario = 'e2e 256B';
+    const n = quick ? 20_000 : 100_000;
+    const base = { suite, scenario, bytes: 256, window: 1_000, idleMs: 10_000, warmup: quick ? 2_000 : 5_000 };
+    const names = { amqp: 'RabbitMQ (AMQP 0.9.1)', nats: 'NATS JetStream', redis: 'Redis Streams' };
+    groups.push({
+      suite,
+      title: `${names[suite]} end to end, 256 B`,
+      rounds: r(3, 1),
+      variants: ['ktransport', 'raw'].map((impl) => ({ scenario, impl, config: { ...base, impl, n } })),
+    });
+  }
+
   // The Kafka producer alone (acknowledged publishes, no consumer): where the end-to-end gap comes from.
   {
     const scenario = 'publish 256B 3 partitions';

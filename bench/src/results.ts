@@ -211,6 +211,36 @@ export function writeResults(
     lines.push('');
   }
 
+  // RabbitMQ, NATS JetStream, Redis Streams: each beside its raw client.
+  const queues = [
+    { suite: 'amqp', title: 'RabbitMQ (AMQP 0.9.1) end to end', raw: 'amqplib on a confirm channel, basic.consume with manual acks' },
+    {
+      suite: 'nats',
+      title: 'NATS JetStream end to end',
+      raw: '@nats-io/jetstream: js.publish awaiting each PubAck in the window, a pull consumer acking each message',
+    },
+    { suite: 'redis', title: 'Redis Streams end to end', raw: '@redis/client: XADD, XREADGROUP on a second connection, XACK' },
+  ] as const;
+  for (const { suite, title, raw } of queues) {
+    const list = scenarios(suite);
+    if (list.length === 0) continue;
+    lines.push(
+      `## ${title}`,
+      '',
+      `256 B JSON bodies, published with the broker's confirmation in a window of 1,000, one consumer acknowledging each message after its handler. raw: ${raw}.`,
+      '',
+    );
+    lines.push(...throughputTable(suite, list, ['ktransport', 'raw']));
+    lines.push('', '| scenario | ktransport/raw | by CPU: ktransport/raw | per round: ktransport/raw |', '| --- | ---: | ---: | ---: |');
+    for (const scenario of list) {
+      const kt = find(suite, scenario, 'ktransport');
+      const r1 = ratio(kt, find(suite, scenario, 'raw'));
+      lines.push(`| ${scenario} | ${fmt(r1, 3)} | ${fmt(cpuRatio(kt, find(suite, scenario, 'raw')), 3)} | ${perRound(suite, scenario, 'ktransport', 'raw')} |`);
+      if (Number.isFinite(r1)) targets.push(target(`${suite}-raw`, `${title.replace(' end to end', '')} ${scenario}: ktransport/raw`, r1, 0.95, '>= 0.95'));
+    }
+    lines.push('');
+  }
+
   // Latency
   const latency = scenarios('latency');
   if (latency.length > 0) {

@@ -23,6 +23,18 @@ const RUNS: Record<WorkerConfig['suite'], Record<string, Run>> = {
     nestjs: async (c) => (await import('./nest.js')).kafkaNestjs(c),
     kcat: async (c) => (await import('./kafka.js')).kcat(c),
   },
+  amqp: {
+    ktransport: async (c) => (await import('./amqp.js')).ktransport(c),
+    raw: async (c) => (await import('./amqp.js')).raw(c),
+  },
+  nats: {
+    ktransport: async (c) => (await import('./nats.js')).ktransport(c),
+    raw: async (c) => (await import('./nats.js')).raw(c),
+  },
+  redis: {
+    ktransport: async (c) => (await import('./redis.js')).ktransport(c),
+    raw: async (c) => (await import('./redis.js')).raw(c),
+  },
   latency: {
     'mqtt/ktransport': async (c) => (await import('./latency.js')).mqttKtransport(c),
     'mqtt/raw': async (c) => (await import('./latency.js')).mqttRaw(c),
