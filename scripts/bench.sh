@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench [-- --quick]`: installs and builds what is missing, makes sure the
 # brokers run (a Mosquitto instance of its own on BENCH_MQTT_PORT, Kafka from
-# scripts/kafka.sh, kcat), then runs bench/. JSON lines go to stdout, progress to
+# scripts/kafka.sh, kcat, the machine's RabbitMQ, NATS and Redis), then runs bench/. JSON lines go to stdout, progress to
 # stderr; bench/RESULTS.md is rewritten. Options: see bench/README.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,6 +55,10 @@ CONF
 fi
 
 bash scripts/kafka.sh start >&2
+# The machine's RabbitMQ, NATS (JetStream) and Redis for the queue suites: started or installed when missing.
+bash scripts/rabbitmq.sh ensure >&2
+bash scripts/nats.sh ensure >&2
+bash scripts/redis.sh ensure >&2
 bash scripts/kafka.sh tools >&2 || say "warning: kcat could not be installed; the kcat reference is skipped"
 export BENCH_KAFKA_BROKERS="${BENCH_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
 
