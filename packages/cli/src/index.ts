@@ -1,0 +1,2 @@
+/** The ktransport command line: under construction. */
+export const PLACEHOLDER = true;
