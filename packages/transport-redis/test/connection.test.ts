@@ -100,6 +100,27 @@ describe('reaching Redis', () => {
     expect(seen).toEqual(['reconnecting', 'connected']);
   });
 
+  it('waits reconnectDelayMs before the first reconnect attempt', async () => {
+    const broker = await open({ url: plain.url, reconnectDelayMs: 2_500 });
+    await plain.stop();
+    await waitFor(
+      () => broker.state === 'reconnecting',
+      2_000,
+      () => `state ${broker.state}`,
+    );
+    const lost = Date.now();
+    await plain.start();
+    await sleep(1_000);
+    // Redis answers again, but the first attempt is due only 2.5 s after the loss.
+    expect(broker.state).toBe('reconnecting');
+    await waitFor(
+      () => broker.state === 'connected',
+      6_000,
+      () => `state ${broker.state}`,
+    );
+    expect(Date.now() - lost).toBeGreaterThanOrEqual(2_000);
+  });
+
   it('rejects a publish Redis does not answer within publishTimeoutMs with a retriable TimeoutError', async () => {
     const t = topic('timeout');
     const broker = await open({ url: plain.url, publishTimeoutMs: 300 });
