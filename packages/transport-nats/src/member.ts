@@ -6,6 +6,7 @@ import {
   DeliverPolicy,
   type JetStreamClient,
   type JetStreamManager,
+  type ConsumerMessages,
   type JsMsg,
   type Consumer as PullConsumer,
 } from '@nats-io/jetstream';
@@ -55,10 +56,13 @@ export class Member {
   readonly #held = new Set<JsMsg>();
   #consumer: PullConsumer | undefined;
   #pulling: Promise<void> | undefined;
+  /** The pull request in progress, and when the last one was made. */
+  #batch: ConsumerMessages | undefined;
+  #requested = 0;
   /** Wakes the intake waiting for room in the window (or for its next attempt). */
   #wake: (() => void) | undefined;
   #working: NodeJS.Timeout | undefined;
-  /** Stream sequence to start from when an ephemeral consumer has to be made again. */
+  /** Stream sequence to start from when the consumer has to be made again: after the last one received. */
   #nextSeq = 0;
   #stopped = false;
   /** Messages given back while the intake may still be open, sent once it ended (see #giveBack). */
@@ -106,8 +110,12 @@ export class Member {
       try {
         const consumer = this.#consumer;
         if (!consumer) throw new Error('no consumer');
+        this.#requested = Date.now();
         const batch = await consumer.fetch({ max_messages: room, expires: PULL_EXPIRES_MS });
+        this.#batch = batch;
+        if (this.#stopped) void this.#endBatch();
         for await (const m of batch) this.#receive(m);
+        this.#batch = undefined;
         failures = 0;
       } catch (error) {
         if (this.#stopped) break;
@@ -127,14 +135,13 @@ export class Member {
     );
     if (gone) {
       try {
-        if (this.#spec.durable) await this.#ensureConsumer(this.#spec.deliverPolicy === 'all' ? DeliverPolicy.All : DeliverPolicy.New);
-        else {
-          // A stream made again (a memory stream after a server restart) numbers from 1 again: then from its start.
-          const state = (await jsm.streams.info(stream)).state;
-          const from = state.last_seq + 1 < this.#nextSeq ? state.first_seq : this.#nextSeq;
-          await this.#ensureConsumer(DeliverPolicy.StartSequence, Math.max(1, from));
-          this.#nextSeq = Math.max(1, from);
-        }
+        // From the first stream sequence this member has not received (a group's other members may have
+        // handled some of those: at-least-once). A stream made again (a memory stream after a server
+        // restart) numbers from 1 again: then from its start.
+        const state = (await jsm.streams.info(stream)).state;
+        const from = Math.max(1, state.last_seq + 1 < this.#nextSeq ? state.first_seq : this.#nextSeq);
+        await this.#ensureConsumer(DeliverPolicy.StartSequence, from);
+        this.#nextSeq = from;
         this.#consumer = await js.consumers.get(stream, name);
         return;
       } catch (e) {
@@ -194,6 +201,7 @@ export class Member {
     if (durable) {
       const existing = await jsm.consumers.info(stream, name).catch(() => undefined);
       if (existing) {
+        if (this.#nextSeq === 0) this.#nextSeq = existing.delivered.stream_seq + 1;
         if ((existing.config.filter_subject ?? '') !== filterSubject) {
           throw new SubscribeError(
             filterSubject,
@@ -205,7 +213,7 @@ export class Member {
     }
     try {
       const info = await jsm.consumers.add(stream, this.#config(policy, startSeq));
-      if (!durable && this.#nextSeq === 0) this.#nextSeq = info.delivered.stream_seq + 1;
+      if (this.#nextSeq === 0) this.#nextSeq = info.delivered.stream_seq + 1;
     } catch (error) {
       // Another member of the group made it meanwhile.
       if (durable && (await jsm.consumers.info(stream, name).catch(() => undefined))) return;
@@ -264,22 +272,39 @@ export class Member {
   }
 
   /**
-   * Stops pulling: no new pull request is made and the last one runs out
-   * (within PULL_EXPIRES_MS, or `limitMs` when the server does not answer); what
-   * it still brings is given back. Only then are the messages given back
-   * `nak`ed, so that the server cannot redeliver them into that request. (Ending
-   * the request early by unsubscribing its inbox was tried: the server may still
-   * deliver a redelivered message into it, which then waits for `ack_wait`.)
-   * What the engine holds stays until it acks or nacks it.
+   * Ends the pull request in progress: its subscription is drained (UNSUB, then a
+   * flush, after which what the server sent for it has arrived and is handed to
+   * #receive, which gives it back). nats.js' fetch has no drain of its own, so this
+   * reaches for the subscription it holds; where there is none, the request runs
+   * out by itself within PULL_EXPIRES_MS.
+   */
+  async #endBatch(): Promise<void> {
+    const sub = (this.#batch as { sub?: { drain?: () => Promise<void> } } | undefined)?.sub;
+    if (typeof sub?.drain === 'function') await sub.drain().catch(() => undefined);
+  }
+
+  /**
+   * Stops pulling: no new pull request is made and the last one is ended (see
+   * #endBatch; bounded by `limitMs` when the server does not answer). Messages to
+   * give back (queued in the engine, or arriving meanwhile) are `nak`ed only once
+   * the last pull request expired at the server (PULL_EXPIRES_MS after it was
+   * made): the server may still redeliver into a request whose inbox is gone, and
+   * such a message would wait for `ack_wait`. So a stop takes up to a second when
+   * there is something to give back, and no time otherwise. What the engine holds
+   * stays until it acks or nacks it.
    */
   async stopIntake(limitMs: number): Promise<void> {
     this.#stopped = true;
     const wake = this.#wake;
     this.#wake = undefined;
     wake?.();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#pulling, new Promise<void>((resolve) => (timer = setTimeout(resolve, limitMs)))]);
-    clearTimeout(timer);
+    void this.#endBatch();
+    const begun = Date.now();
+    await bounded(this.#pulling, limitMs);
+    if ((this.#naks?.length ?? 0) > 0) {
+      const expired = this.#requested + PULL_EXPIRES_MS + 100 - Date.now();
+      await bounded(undefined, Math.min(expired, limitMs - (Date.now() - begun)));
+    }
     const naks = this.#naks ?? [];
     this.#naks = undefined;
     for (const m of naks) m.nak();
@@ -296,4 +321,12 @@ export class Member {
     if (this.#spec.durable) return;
     await this.#context.jsm.consumers.delete(this.#spec.stream, this.#spec.name).catch(() => undefined);
   }
+}
+
+/** Waits for `promise` (or nothing), at most `ms` milliseconds. */
+async function bounded(promise: Promise<void> | undefined, ms: number): Promise<void> {
+  if (ms <= 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise ?? new Promise<void>(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }

@@ -65,7 +65,7 @@ describe('NatsBroker on a 3-node JetStream cluster', () => {
           }
         }
       };
-      const publishing = Promise.all(Array.from({ length: 32 }, publisher));
+      const publishing = Promise.all(Array.from({ length: 64 }, publisher));
       await waitFor(
         () => acked.size >= 3_000,
         20_000,
