@@ -1,2 +1,8 @@
-/** The ktransport command line: under construction. */
-export const PLACEHOLDER = true;
+/**
+ * The `ktransport` command line as a function: `run(argv, io)` runs one
+ * command in the calling process, as the `ktransport` binary does.
+ *
+ * @packageDocumentation
+ */
+export { run, HELP } from './run.js';
+export { EXIT, type RunIo } from './io.js';

@@ -1,0 +1,38 @@
+import { ConfigurationError } from '@ktransport/broker';
+import type { Opened } from './connect.js';
+import { EXIT, type RunIo } from './io.js';
+
+/** Connects; on failure reports it (redacted) and gives the exit status, after closing what was opened. */
+export async function connectOrFail(opened: Opened, io: RunIo): Promise<number | undefined> {
+  try {
+    await opened.broker.connect();
+    return undefined;
+  } catch (error) {
+    const text = opened.redact(describe(error));
+    // Transports name the URL themselves (masked); say it once.
+    io.stderr.write(`ktransport: ${text.includes('://') ? text : `cannot connect to ${opened.displayUrl}: ${text}`}\n`);
+    await opened.broker.disconnect().catch(() => undefined);
+    return error instanceof ConfigurationError ? EXIT.usage : EXIT.failure;
+  }
+}
+
+/** Waits `ms` (nothing when not positive), or less when the signal aborts. */
+export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** An error's message, with its cause's when that says more. */
+export function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause && !error.message.includes(cause) ? `${error.message} (${cause})` : error.message;
+}
