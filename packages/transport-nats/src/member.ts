@@ -38,10 +38,13 @@ export interface MemberContext {
 /** Time an ephemeral consumer outlives its last pull: long enough for a reconnect. */
 const EPHEMERAL_INACTIVE_MS = 120_000;
 /**
- * Expiry of each pull request (nats.js' smallest); idle heartbeats at half of it
- * show a server that went away. A stop waits for the last request to run out.
+ * Expiry of each pull request. nats.js asks the server for idle heartbeats at
+ * half of it and ends the request (with an error) when two are missed: an event
+ * loop stalled that long loses what was on its way for that request until
+ * `ack_wait`, so it is not made shorter. A message given back waits until the
+ * last request expired.
  */
-export const PULL_EXPIRES_MS = 1_000;
+export const PULL_EXPIRES_MS = 3_000;
 
 /**
  * One `subscribe()` call: a pull consumer (durable for a group, ephemeral
@@ -93,10 +96,9 @@ export class Member {
 
   /**
    * The intake: one pull request at a time for as many messages as the window
-   * has room for (`maxAckPending` minus what this member holds), each ending
-   * within PULL_EXPIRES_MS. On stop no new request is made and the last one
-   * runs out (what it still brings is given back at once), so that the server
-   * holds no request of ours that could take messages nobody reads.
+   * has room for (`maxAckPending` minus what this member holds), each expiring
+   * after PULL_EXPIRES_MS. On stop no new request is made and the last one is
+   * ended (see stopIntake).
    */
   async #pull(): Promise<void> {
     const window = this.#context.options.maxAckPending;
@@ -228,6 +230,17 @@ export class Member {
    */
   #giveBack(m: JsMsg): void {
     if (this.#naks) this.#naks.push(m);
+    else this.#nak(m);
+  }
+
+  /**
+   * `nak`, delayed until this member's last pull request expired at the server
+   * (PULL_EXPIRES_MS after it was made): the server may redeliver into a request
+   * whose inbox is gone, and such a message would wait for `ack_wait`.
+   */
+  #nak(m: JsMsg): void {
+    const open = this.#requested + PULL_EXPIRES_MS + 100 - Date.now();
+    if (open > 0) m.nak(open);
     else m.nak();
   }
 
@@ -286,12 +299,9 @@ export class Member {
   /**
    * Stops pulling: no new pull request is made and the last one is ended (see
    * #endBatch; bounded by `limitMs` when the server does not answer). Messages to
-   * give back (queued in the engine, or arriving meanwhile) are `nak`ed only once
-   * the last pull request expired at the server (PULL_EXPIRES_MS after it was
-   * made): the server may still redeliver into a request whose inbox is gone, and
-   * such a message would wait for `ack_wait`. So a stop takes up to a second when
-   * there is something to give back, and no time otherwise. What the engine holds
-   * stays until it acks or nacks it.
+   * give back (queued in the engine, or arriving meanwhile) are then `nak`ed with
+   * a delay that ends when that last request expired at the server (see #nak).
+   * What the engine holds stays until it acks or nacks it.
    */
   async stopIntake(limitMs: number): Promise<void> {
     this.#stopped = true;
@@ -299,15 +309,10 @@ export class Member {
     this.#wake = undefined;
     wake?.();
     void this.#endBatch();
-    const begun = Date.now();
     await bounded(this.#pulling, limitMs);
-    if ((this.#naks?.length ?? 0) > 0) {
-      const expired = this.#requested + PULL_EXPIRES_MS + 100 - Date.now();
-      await bounded(undefined, Math.min(expired, limitMs - (Date.now() - begun)));
-    }
     const naks = this.#naks ?? [];
     this.#naks = undefined;
-    for (const m of naks) m.nak();
+    for (const m of naks) this.#nak(m);
   }
 
   /** Stops the in-progress notices (after the engine settled everything it holds, or before closing). */
