@@ -5,4 +5,4 @@
  * @packageDocumentation
  */
 export { run, HELP } from './run.js';
-export { EXIT, type RunIo } from './io.js';
+export { EXIT, type RunIo, type TextSink } from './io.js';

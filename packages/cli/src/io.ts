@@ -1,11 +1,17 @@
+/** Something text is written to: `process.stdout`, or a test's collector. */
+export interface TextSink {
+  /** Writes `text` as it is (lines end with `\n`). */
+  write(text: string): unknown;
+}
+
 /** Where a command reads and writes, so that `run` works in a process of its own and inside a test. */
 export interface RunIo {
   /** Receives the command's output (messages, documents, one line per publish). */
-  readonly stdout: { write(text: string): unknown };
+  readonly stdout: TextSink;
   /** Receives errors, progress and notes. */
-  readonly stderr: { write(text: string): unknown };
+  readonly stderr: TextSink;
   /** Read for a body given as `-`. Default: none (a `-` body is then a usage error). */
-  readonly stdin?: AsyncIterable<Uint8Array | string>;
+  readonly stdin?: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>;
   /** Environment variables (credentials). Default: none. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Directory that relative module paths start from. Default: `process.cwd()`. */
@@ -32,7 +38,7 @@ export class UsageError extends Error {
 }
 
 /** Collects the body bytes of a `-` argument. */
-export async function readAll(input: AsyncIterable<Uint8Array | string>): Promise<Uint8Array> {
+export async function readAll(input: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   for await (const chunk of input) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk));
   return Buffer.concat(chunks);

@@ -11,7 +11,16 @@ beforeAll(() => assertBuilt());
 
 describe('ktransport asyncapi', () => {
   it('prints an AsyncAPI 3.0 YAML document with the channels of the default export', async () => {
-    const { code, stdout, stderr } = await cli(['asyncapi', FIXTURE, '--title', 'Orders', '--version', '1.2.0', '--server', 'prod=mqtts://user:s3cret@broker.example:8883']);
+    const { code, stdout, stderr } = await cli([
+      'asyncapi',
+      FIXTURE,
+      '--title',
+      'Orders',
+      '--version',
+      '1.2.0',
+      '--server',
+      'prod=mqtts://user:s3cret@broker.example:8883',
+    ]);
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/^asyncapi: 3\.0\.0\n/);
     expect(stdout).toMatch(/title: '?Orders'?\n/);
@@ -27,7 +36,12 @@ describe('ktransport asyncapi', () => {
   it('--json, --export of a function giving options: the module info is used', async () => {
     const { code, stdout, stderr } = await cli(['asyncapi', FIXTURE, '--export', 'document', '--json']);
     expect(code, stderr).toBe(0);
-    const document = JSON.parse(stdout) as { asyncapi: string; info: { title: string; version: string }; channels: Record<string, { address: string }>; operations: Record<string, { action: string }> };
+    const document = JSON.parse(stdout) as {
+      asyncapi: string;
+      info: { title: string; version: string };
+      channels: Record<string, { address: string }>;
+      operations: Record<string, { action: string }>;
+    };
     expect(document.asyncapi).toBe('3.0.0');
     expect(document.info).toMatchObject({ title: 'From the module', version: '2.0.0' });
     expect(Object.values(document.channels).map((c) => c.address)).toEqual(expect.arrayContaining(['orders/{level2}/paid', 'orders/dead']));

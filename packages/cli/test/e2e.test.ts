@@ -1,5 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AMQP_URL, assertBuilt, cli, deleteNatsStream, ensureBrokers, jsonLines, KAFKA_URL, MQTT_URL, NATS_URL, REDIS_URL, runHere, start, tool, unique } from './helpers.js';
+import {
+  AMQP_URL,
+  assertBuilt,
+  cli,
+  deleteNatsStream,
+  ensureBrokers,
+  jsonLines,
+  KAFKA_URL,
+  MQTT_URL,
+  NATS_URL,
+  REDIS_URL,
+  runHere,
+  start,
+  tool,
+  unique,
+} from './helpers.js';
 
 // `ktransport publish` (in this process through `run`, and the binary with a stdin body)
 // read by `ktransport tail --count --json` (the binary), on every transport.
@@ -21,7 +36,7 @@ interface Case {
   readonly name: string;
   readonly url: string;
   /** A fresh topic, and the options tail and publish need for it. */
-  fresh(): { topic: string; tail: string[]; publish: string[] };
+  readonly fresh: () => { topic: string; tail: string[]; publish: string[] };
 }
 
 const cases: Case[] = [

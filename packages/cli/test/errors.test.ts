@@ -9,11 +9,14 @@ beforeAll(async () => {
 }, 150_000);
 
 describe('help', () => {
-  it.each([['--help'], ['-h'], ['help'], ['help', 'tail'], ['publish', '--help'], ['tail', '--help'], ['asyncapi', '-h']])('ktransport %s %s exits 0', async (...args) => {
-    const { code, stdout, stderr } = await cli(args.filter((a): a is string => typeof a === 'string'));
-    expect(code, stderr).toBe(0);
-    expect(stdout).toMatch(/^Usage: ktransport /);
-  });
+  it.each([['--help'], ['-h'], ['help'], ['help', 'tail'], ['publish', '--help'], ['tail', '--help'], ['asyncapi', '-h']])(
+    'ktransport %s %s exits 0',
+    async (...args) => {
+      const { code, stdout, stderr } = await cli(args.filter((a): a is string => typeof a === 'string'));
+      expect(code, stderr).toBe(0);
+      expect(stdout).toMatch(/^Usage: ktransport /);
+    },
+  );
 
   it('no command: the help on stdout, exit 2', async () => {
     const { code, stdout } = await cli([]);
@@ -70,22 +73,21 @@ describe('broker failures exit 1, passwords masked', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/refused the credentials|ACCESS_REFUSED/);
     expect(bad.stderr).not.toContain('env-s3cret-pw');
-    const good = await runHere(['publish', 'amqp://127.0.0.1:5672', `${unique('env')}/t`, '{}'], { env: { KTRANSPORT_USERNAME: 'guest', KTRANSPORT_PASSWORD: 'guest' } });
+    const good = await runHere(['publish', 'amqp://127.0.0.1:5672', `${unique('env')}/t`, '{}'], {
+      env: { KTRANSPORT_USERNAME: 'guest', KTRANSPORT_PASSWORD: 'guest' },
+    });
     expect(good.code, good.stderr).toBe(0);
   });
 
-  it.each([
-    ['mqtt://127.0.0.1:1'],
-    ['amqp://guest:guest@127.0.0.1:1'],
-    ['nats://127.0.0.1:1'],
-    ['redis://127.0.0.1:1'],
-    ['kafka://127.0.0.1:1'],
-  ])('unreachable %s: exit 1 within the --timeout', async (url) => {
-    const { code, stderr, ms } = await cli(['publish', url, 'a', '{}', '--timeout', '3']);
-    expect(code).toBe(1);
-    expect(stderr).toMatch(/ECONNREFUSED|connect|reach/i);
-    expect(ms).toBeLessThan(9_000);
-  });
+  it.each([['mqtt://127.0.0.1:1'], ['amqp://guest:guest@127.0.0.1:1'], ['nats://127.0.0.1:1'], ['redis://127.0.0.1:1'], ['kafka://127.0.0.1:1']])(
+    'unreachable %s: exit 1 within the --timeout',
+    async (url) => {
+      const { code, stderr, ms } = await cli(['publish', url, 'a', '{}', '--timeout', '3']);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/ECONNREFUSED|connect|reach/i);
+      expect(ms).toBeLessThan(9_000);
+    },
+  );
 
   it('a header the transport refuses: exit 1 with its typed error', async () => {
     const { code, stderr } = await runHere(['publish', MQTT_URL, `${unique('hdr')}/t`, '{}', '-H', 'x=a\u0001b']);

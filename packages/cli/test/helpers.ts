@@ -48,7 +48,12 @@ export async function ensureBrokers(): Promise<void> {
 /** Fails with the command to run when dist/ is older than src/ (the child-process tests run the built binary). */
 export function assertBuilt(): void {
   const newest = (dir: string, ext: string): number =>
-    Math.max(0, ...readdirSync(join(PACKAGE, dir)).filter((f) => f.endsWith(ext)).map((f) => statSync(join(PACKAGE, dir, f)).mtimeMs));
+    Math.max(
+      0,
+      ...readdirSync(join(PACKAGE, dir))
+        .filter((f) => f.endsWith(ext))
+        .map((f) => statSync(join(PACKAGE, dir, f)).mtimeMs),
+    );
   if (newest('dist', '.js') < newest('src', '.ts')) {
     throw new Error('packages/cli/dist is older than packages/cli/src: run `bash scripts/exec.sh tsc -b packages/cli` first');
   }

@@ -35,7 +35,11 @@ describe('mqtt', () => {
       ...['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', topic],
       ...['-D', 'publish', 'user-property', 'k', 'v', '-D', 'publish', 'content-type', 'application/json', '-m', '{"from":"mosquitto"}'],
     ]);
-    await tool('mosquitto_pub', ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', topic, '-D', 'publish', 'content-type', 'application/json', '-s'], Buffer.from([0xff, 0x00, 0xfe, 0x1b]));
+    await tool(
+      'mosquitto_pub',
+      ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', topic, '-D', 'publish', 'content-type', 'application/json', '-s'],
+      Buffer.from([0xff, 0x00, 0xfe, 0x1b]),
+    );
     const { code, stdout, stderr } = await tail.done;
     expect(code, stderr).toBe(0);
     const [first, second] = jsonLines(stdout);
@@ -50,7 +54,12 @@ describe('kafka (kcat)', () => {
     const topic = unique('kcat');
     const published = await runHere(['publish', KAFKA_URL, topic, '{"x": 1}', '-k', 'key-1', '-H', 'h1=v1']);
     expect(published.code, published.stderr).toBe(0);
-    const { stdout } = await tool('kcat', ['-b', '127.0.0.1:9092', '-C', '-t', topic, '-o', 'beginning', '-c', '1', '-e', '-f', '%k|%h|%s\n'], undefined, 20_000);
+    const { stdout } = await tool(
+      'kcat',
+      ['-b', '127.0.0.1:9092', '-C', '-t', topic, '-o', 'beginning', '-c', '1', '-e', '-f', '%k|%h|%s\n'],
+      undefined,
+      20_000,
+    );
     const [key, headers, value] = stdout.toString('utf8').trim().split('|');
     expect(key).toBe('key-1');
     expect(headers).toContain('h1=v1');
