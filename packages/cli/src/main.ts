@@ -12,6 +12,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+// A closed pipe (`ktransport tail ... | head -1`) ends the command as a signal would.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  controller.abort();
+});
+
 const status = await run(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

@@ -141,6 +141,15 @@ describe('options per transport', () => {
     expect(stdout).toContain('"a": [\n    1,\n    2\n  ]');
   });
 
+  it('publish --count interrupted by SIGTERM stops repeating and exits 130', async () => {
+    const publish = start(['publish', MQTT_URL, `${unique('int')}/t`, '{}', '--count', '1000', '--rate', '5']);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    publish.kill('SIGTERM');
+    const outcome = await publish.done;
+    expect(outcome.code, outcome.stderr).toBe(130);
+    expect(outcome.stderr).toMatch(/published \d+ of 1000 to /);
+  });
+
   it('tail ends with 0 on SIGINT after draining', async () => {
     const tail = start(['tail', MQTT_URL, `${unique('sig')}/#`]);
     await tail.waitFor('waiting for messages');
