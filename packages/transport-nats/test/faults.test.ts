@@ -63,7 +63,8 @@ describe('NatsBroker faults', () => {
   it('a server restart in the middle of a stream: publishers see success or a typed error, every acknowledged message is consumed', async () => {
     const topic = unique('restart');
     await privateAdmin.stream(topic);
-    const broker = new NatsBroker({ ...fast, url: nats.url, publishTimeoutMs: 2_000 });
+    // Messages on their way when the connection broke come back after ack_wait: a short one keeps the case short.
+    const broker = new NatsBroker({ ...fast, url: nats.url, publishTimeoutMs: 2_000, ackWaitMs: 2_000 });
     const states: ConnectionState[] = [];
     broker.onStateChange((s) => states.push(s));
     await broker.connect();
@@ -143,7 +144,7 @@ describe('NatsBroker faults', () => {
   it('a memory stream lost with a server restart is created again on reconnect, and the subscriptions go on in it', async () => {
     const topic = unique('memory');
     const name = unique('MEM');
-    const broker = new NatsBroker({ ...fast, url: nats.url, streams: [{ name, subjects: [topic], storage: 'memory' }] });
+    const broker = new NatsBroker({ ...fast, url: nats.url, ackWaitMs: 2_000, streams: [{ name, subjects: [topic], storage: 'memory' }] });
     await broker.connect();
     try {
       const grouped = new Set<number>();
@@ -181,7 +182,7 @@ describe('NatsBroker faults', () => {
   it('a subscription without a group across a server restart: nothing published meanwhile is missed', async () => {
     const topic = unique('plain-restart');
     await privateAdmin.stream(topic);
-    const broker = new NatsBroker({ ...fast, url: nats.url });
+    const broker = new NatsBroker({ ...fast, url: nats.url, ackWaitMs: 2_000 });
     await broker.connect();
     try {
       const got = new Set<number>();
