@@ -75,7 +75,7 @@ export function openBroker(options: ConnectOptions): Opened {
   const envPass = nonEmpty(options.env.KTRANSPORT_PASSWORD);
   const secrets: string[] = [];
   if (envPass !== undefined) secrets.push(envPass, encodeURIComponent(envPass));
-  const report = (text: string): void => options.report(redactSecrets(redactUrl(text), secrets));
+  const report = (text: string): void => options.report(redactSecrets(maskCredentials(text), secrets));
   const common = { tracing: false, metrics: false, onError: (error: unknown) => report(error instanceof Error ? error.message : String(error)) } as const;
 
   if (transport === 'kafka') {
@@ -142,7 +142,15 @@ export function openBroker(options: ConnectOptions): Opened {
 }
 
 function opened(transport: TransportName, broker: Broker, displayUrl: string, secrets: readonly string[]): Opened {
-  return { transport, broker, displayUrl, redact: (text) => redactSecrets(redactUrl(text), secrets) };
+  return { transport, broker, displayUrl, redact: (text) => redactSecrets(maskCredentials(text), secrets) };
+}
+
+/**
+ * Text (not a URL: `redactUrl` would rewrite a message that starts with one)
+ * with the password of every `scheme://user:password@` in it masked.
+ */
+export function maskCredentials(text: string): string {
+  return text.replace(/(\/\/[^\s/@:]*):[^\s/@]*@/g, '$1:***@');
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ASYNCAPI_HELP, asyncapiCommand } from './asyncapi.js';
-import { SCHEME_LIST } from './connect.js';
+import { maskCredentials, SCHEME_LIST } from './connect.js';
 import { EXIT, type RunIo, UsageError } from './io.js';
 import { PUBLISH_HELP, publishCommand } from './publish.js';
 import { TAIL_HELP, tailCommand } from './tail.js';
@@ -59,7 +59,8 @@ export async function run(argv: readonly string[], io: RunIo): Promise<number> {
     }
     // Constructors check their options at once: a ConfigurationError is the command line's fault.
     const usage = error instanceof Error && (error as { code?: unknown }).code === 'CONFIGURATION_ERROR';
-    io.stderr.write(`ktransport: ${error instanceof Error ? error.message : String(error)}\n`);
+    // No broker is open here to know the secrets: mask anything shaped like URL credentials.
+    io.stderr.write(`ktransport: ${maskCredentials(error instanceof Error ? error.message : String(error))}\n`);
     return usage ? EXIT.usage : EXIT.failure;
   }
 }
