@@ -153,7 +153,10 @@ const NAME = /^[^\s.*>/\\]+$/;
 /** Applies defaults and rejects bad values with a ConfigurationError, before anything connects. */
 export function resolveOptions(options: NatsBrokerOptions): ResolvedOptions {
   const url = options.url ?? 'nats://127.0.0.1:4222';
-  const displayUrl = redactUrl(url);
+  const displayUrl = url
+    .split(',')
+    .map((one) => redactNatsUrl(one.trim()))
+    .join(',');
   const servers: string[] = [];
   const secrets: string[] = [];
   let user = options.username;
@@ -166,12 +169,12 @@ export function resolveOptions(options: NatsBrokerOptions): ResolvedOptions {
       parsed = new URL(one);
     } catch {
       // Not the cause: URL's error repeats the input, password included.
-      throw new ConfigurationError(`invalid NATS url "${redactUrl(one)}"`);
+      throw new ConfigurationError(`invalid NATS url "${redactNatsUrl(one)}"`);
     }
     if (parsed.protocol !== 'nats:' && parsed.protocol !== 'tls:') {
       throw new ConfigurationError(`unsupported NATS url scheme "${parsed.protocol}" in "${displayUrl}"; use nats:// or tls://`);
     }
-    if (!parsed.hostname) throw new ConfigurationError(`NATS url "${redactUrl(one)}" has no host`);
+    if (!parsed.hostname) throw new ConfigurationError(`NATS url "${redactNatsUrl(one)}" has no host`);
     if (parsed.protocol === 'tls:') tlsRequired = true;
     const name = safeDecode(parsed.username);
     const password = safeDecode(parsed.password);
@@ -247,6 +250,20 @@ export function groupName(group: string): string {
     );
   }
   return group;
+}
+
+/** A URL for messages: its password masked, and a user name without a password (a token) masked too. */
+function redactNatsUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username && !parsed.password) {
+      parsed.username = '***';
+      return parsed.toString();
+    }
+  } catch {
+    // redactUrl masks what it can of text that is not a URL
+  }
+  return redactUrl(url);
 }
 
 function safeDecode(text: string): string {

@@ -73,6 +73,19 @@ describe('NatsBroker connection', () => {
     const { error } = await refused(new NatsBroker({ ...fast, url: `nats://127.0.0.1:${withToken.port}`, token: `${TOKEN}-wrong` }));
     expect(error).toBeInstanceOf(AuthenticationError);
     expect((error as Error).message).not.toContain(TOKEN);
+    const inUrl = await refused(new NatsBroker({ ...fast, url: `nats://wrong-${TOKEN}@127.0.0.1:${withToken.port}` }));
+    expect(inUrl.error).toBeInstanceOf(AuthenticationError);
+    expect((inUrl.error as Error).message).not.toContain(TOKEN);
+    expect((inUrl.error as Error).message).toContain('***@127.0.0.1');
+    // Several URLs: each one's secret is masked.
+    const listed = await refused(
+      new NatsBroker({
+        ...fast,
+        url: `nats://${USER}:wrong-${PASSWORD}@127.0.0.1:${withPassword.port},nats://${USER}:other-${PASSWORD}@127.0.0.1:${withPassword.port}`,
+      }),
+    );
+    expect(listed.error).toBeInstanceOf(AuthenticationError);
+    expect((listed.error as Error).message).not.toContain(PASSWORD);
   });
 
   it('an unreachable server rejects connect() with a ConnectionError promptly', async () => {

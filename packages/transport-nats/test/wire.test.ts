@@ -173,7 +173,7 @@ describe('NatsBroker on the wire', () => {
   it('ackWaitMs and maxAckPending configure the consumers; a handler longer than ackWait is not redelivered (in-progress notices)', async () => {
     const topic = unique('ackwait');
     const stream = await setup.stream(topic);
-    const slowBroker = new NatsBroker({ ...fast, ackWaitMs: 600, maxAckPending: 7 });
+    const slowBroker = new NatsBroker({ ...fast, ackWaitMs: 1_200, maxAckPending: 7 });
     await slowBroker.connect();
     try {
       let runs = 0;
@@ -182,7 +182,7 @@ describe('NatsBroker on the wire', () => {
         topic,
         async () => {
           runs++;
-          await sleep(2_000);
+          await sleep(3_000);
         },
         { group },
       );
@@ -191,7 +191,7 @@ describe('NatsBroker on the wire', () => {
         for await (const c of setup.jsm.consumers.list(stream)) out.push(c);
         return out;
       })();
-      expect(consumer?.config.ack_wait).toBe(600_000_000);
+      expect(consumer?.config.ack_wait).toBe(1_200_000_000);
       expect(consumer?.config.max_ack_pending).toBe(7);
       await slowBroker.publish(topic, { n: 1 });
       await waitFor(
@@ -199,7 +199,7 @@ describe('NatsBroker on the wire', () => {
         5_000,
         () => 'not started',
       );
-      await sleep(2_500);
+      await sleep(3_500);
       expect(runs).toBe(1);
       const info = await setup.jsm.consumers.info(stream, consumer?.name ?? '');
       expect(info.num_redelivered).toBe(0);
