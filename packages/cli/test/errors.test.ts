@@ -79,6 +79,20 @@ describe('broker failures exit 1, passwords masked', () => {
     expect(good.code, good.stderr).toBe(0);
   });
 
+  it('kafka: URL credentials become SASL (scram with --sasl), the variables with KTRANSPORT_SASL_MECHANISM; refused ones masked', async () => {
+    const topic = unique('sasl');
+    const plain = await runHere(['publish', 'kafka://ktransport:ktransport-secret@127.0.0.1:9093', topic, '{}']);
+    expect(plain.code, plain.stderr).toBe(0);
+    const scram = await runHere(['publish', 'kafka://127.0.0.1:9093', topic, '{}'], {
+      env: { KTRANSPORT_USERNAME: 'ktransport', KTRANSPORT_PASSWORD: 'ktransport-secret', KTRANSPORT_SASL_MECHANISM: 'scram-sha-512' },
+    });
+    expect(scram.code, scram.stderr).toBe(0);
+    const refused = await runHere(['publish', 'kafka://ktransport:Wr0ng-kafka-pw@127.0.0.1:9093', topic, '{}', '--sasl', 'scram-sha-256']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/refused the credentials/);
+    expect(refused.stderr).not.toContain('Wr0ng-kafka-pw');
+  });
+
   it.each([['mqtt://127.0.0.1:1'], ['amqp://guest:guest@127.0.0.1:1'], ['nats://127.0.0.1:1'], ['redis://127.0.0.1:1'], ['kafka://127.0.0.1:1']])(
     'unreachable %s: exit 1 within the --timeout',
     async (url) => {

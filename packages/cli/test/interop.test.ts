@@ -47,6 +47,17 @@ describe('mqtt', () => {
     expect(second).toMatchObject({ topic, encoding: 'base64', body: Buffer.from([0xff, 0x00, 0xfe, 0x1b]).toString('base64') });
     expect(second?.decodeError).toEqual(expect.any(String));
   });
+
+  it('the readable view escapes control characters of a foreign payload', async () => {
+    const topic = `${unique('esc')}/t`;
+    const tail = start(['tail', MQTT_URL, topic, '--count', '1']);
+    await tail.waitFor('waiting for messages');
+    await tool('mosquitto_pub', ['-h', '127.0.0.1', '-p', '1883', '-q', '1', '-t', topic, '-m', '\u001b[2Jred\u0007']);
+    const { code, stdout } = await tail.done;
+    expect(code).toBe(0);
+    expect(stdout).toContain('\\u001b[2Jred\\u0007');
+    expect(stdout).not.toContain('\u001b');
+  });
 });
 
 describe('kafka (kcat)', () => {
