@@ -14,8 +14,14 @@ export interface HandlerContext {
   readonly payload: Uint8Array;
 }
 
-/** Resolving acknowledges the message; throwing runs the retry policy, then dead-letter or redelivery. */
-export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => void | Promise<void>;
+/**
+ * Resolving acknowledges the message; throwing runs the retry policy, then
+ * dead-letter or redelivery. The value it returns or resolves with (`R`) is the
+ * reply when the message is a request (it carries the `reply-to` header, see
+ * `Requester`); a fire-and-forget handler returns nothing, and a value returned
+ * for a message that is not a request is ignored.
+ */
+export type Handler<T = unknown, R = unknown> = (message: Message<T>, context: HandlerContext) => R | Promise<R>;
 
 /** Exponential backoff between in-process attempts: delay = min(initialDelayMs * multiplier^(n-1), maxDelayMs). */
 export interface RetryPolicy {
@@ -137,6 +143,40 @@ export interface Broker {
   ): Promise<Subscription>;
   /** Delivers messages matching `topic` to `handler`, the body decoded by its content type; acknowledged when the handler resolves. */
   subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: SubscribeOptions): Promise<Subscription>;
+}
+
+/** Options of `request`: the publish options of the request, and how to wait for and read its reply. */
+export interface RequestOptions<S extends StandardSchemaV1 = StandardSchemaV1> extends PublishOptions {
+  /** How long to wait for the reply, from the call on; then the request rejects with a TimeoutError. Default 30,000 ms. */
+  timeoutMs?: number;
+  /** Any Standard Schema: the reply's body is validated and typed as its output; a reply that fails it rejects with a ValidationError. */
+  schema?: S;
+  /** Codec for a reply that carries no `content-type` header (a foreign responder). Default: the broker's default codec. */
+  replyCodec?: CodecName;
+}
+
+/**
+ * Optional ability: request–reply. `request` publishes `body` to `topic` with
+ * the `reply-to` and `correlation-id` headers and resolves with the reply
+ * message, or rejects with a TimeoutError, a RemoteError (the responder's
+ * handler failed: its error type and message), or a ConfigurationError where
+ * the transport cannot carry requests (MQTT 3.1.1). A subscriber answers by
+ * returning (or resolving with) a value other than `undefined` from its handler.
+ */
+export interface Requester {
+  /** Sends a request and resolves with the reply, its body validated and typed by `options.schema`. */
+  request<S extends StandardSchemaV1>(
+    topic: string,
+    body: unknown,
+    options: RequestOptions<S> & { schema: S },
+  ): Promise<Message<StandardSchemaV1.InferOutput<S>>>;
+  /** Sends a request and resolves with the reply, its body decoded by its content type. */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions): Promise<Message<T>>;
+}
+
+/** Whether `broker` has the request–reply ability (it may still refuse a request for its configuration, as MQTT 3.1.1 does). */
+export function supportsRequest<B extends Broker>(broker: B): broker is B & Requester {
+  return typeof (broker as Partial<Requester>).request === 'function';
 }
 
 /** Connection state, for health checks. */

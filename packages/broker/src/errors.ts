@@ -125,6 +125,28 @@ export class DrainTimeoutError extends TimeoutError {
   }
 }
 
+/**
+ * The responder of a request failed: its handler threw (after its retries) or
+ * its reply could not be encoded. Carries the responder's error type and
+ * message, bounded and escaped as they travelled in the reply's headers, never
+ * its stack. Not retriable: whether asking again helps is the caller's call.
+ */
+export class RemoteError extends BrokerError {
+  override readonly code = 'REMOTE_ERROR';
+  /** The topic the request was sent to. */
+  readonly topic: string;
+  /** The responder's error type (`error.code` of a ktransport error, the error's `name` otherwise): `TypeError`, `VALIDATION_ERROR`. */
+  readonly errorType: string;
+  /** The responder's error message, without its stack. */
+  readonly remoteMessage: string;
+  constructor(topic: string, errorType: string, remoteMessage: string) {
+    super(`the responder on ${headerText(topic, 200)} failed with ${errorType}: ${remoteMessage}`, { retriable: false });
+    this.topic = topic;
+    this.errorType = errorType;
+    this.remoteMessage = remoteMessage;
+  }
+}
+
 /** Whether an error may succeed when retried. Unknown errors (from user handlers) are retriable. */
 export function isRetriable(error: unknown): boolean {
   return error instanceof BrokerError ? error.retriable : true;

@@ -14,11 +14,14 @@ export type {
   HandlerContext,
   ObservableConnection,
   PublishOptions,
+  RequestOptions,
+  Requester,
   RetryPolicy,
   SubscribeOptions,
   Subscription,
   SubscriptionLoad,
 } from './broker.js';
+export { supportsRequest } from './broker.js';
 export {
   AuthenticationError,
   BrokerError,
@@ -31,6 +34,7 @@ export {
   errorType,
   isRetriable,
   PublishError,
+  RemoteError,
   SubscribeError,
   TimeoutError,
   ValidationError,
@@ -51,6 +55,7 @@ export { backoffDelay, HandlerFailedError, retry } from './middleware/retry.js';
 export { DEAD_LETTER_ERROR_MAX_BYTES, DEAD_LETTER_HEADER, deadLetter, DeadLetterError, type DeadLetterPublish } from './middleware/dead-letter.js';
 export { type ErrorReporter, recover } from './middleware/recover.js';
 export { timeout } from './middleware/timeout.js';
+export { REPLY_ERROR_MAX_BYTES, REPLY_HEADER } from './middleware/reply.js';
 export { validation } from './middleware/validation.js';
 export { decode } from './middleware/decode.js';
 export { BROKER, Subscribe, type SubscribeDeclaration, subscriptionsOf } from './di/subscribe.js';

@@ -10,6 +10,7 @@ import { decode } from './middleware/decode.js';
 import { metricsConsumer, metricsPublisher } from './middleware/metrics.js';
 import type { Middleware, OutgoingMessage, PublishFn, PublishMiddleware } from './middleware/middleware.js';
 import { chain, chainPublish } from './middleware/middleware.js';
+import { captureReply, reply, type ReplyPublish } from './middleware/reply.js';
 import { retry } from './middleware/retry.js';
 import { timeout } from './middleware/timeout.js';
 import { tracingConsumer, tracingPublisher } from './middleware/tracing.js';
@@ -153,16 +154,21 @@ export class MessagePipeline {
 
   /**
    * Builds the consumer for one subscription. `deadLetterPublish` sends bytes to
-   * the dead-letter topic through the same broker.
+   * the dead-letter topic through the same broker. With `replyPublish` (the
+   * same kind of function; `MessagePipeline.deadLetterVia` makes both), the
+   * subscription answers requests: a message carrying `reply-to` gets its
+   * handler's return value, or its failure, published there. A transport that
+   * gives none leaves requests unanswered (its handlers' return values ignored).
    */
-  consumer(filter: string, handler: Handler<never>, options: SubscribeOptions, deadLetterPublish: DeadLetterPublish): Consumer {
+  consumer(filter: string, handler: Handler<never>, options: SubscribeOptions, deadLetterPublish: DeadLetterPublish, replyPublish?: ReplyPublish): Consumer {
     const inner: Middleware[] = [];
     if (options.deadLetter) inner.push(deadLetter(options.deadLetter, deadLetterPublish, this.#onError));
+    if (replyPublish) inner.push(reply(this.codecs.get(options.codec ?? this.defaultCodec), replyPublish, this.#onError));
     if (options.retry) inner.push(retry(options.retry));
     if (options.timeoutMs !== undefined) inner.push(timeout(options.timeoutMs));
     inner.push(decode(this.codecs, options.codec ?? this.defaultCodec));
     if (options.schema) inner.push(validation(options.schema));
-    const run = chain(...this.#consumerOuter, ...inner)(handler as Handler<unknown>);
+    const run = chain(...this.#consumerOuter, ...inner)(replyPublish ? captureReply(handler as Handler<unknown>) : (handler as Handler<unknown>));
     const group = options.group;
     return (message, signal, yieldSlot) => {
       // The retry middleware gives the engine's slot back (yieldSlot) while it waits between attempts.
@@ -172,7 +178,8 @@ export class MessagePipeline {
           : { attempt: 1, filter, group, signal, payload: message.body, [YIELD_SLOT]: yieldSlot };
       try {
         // Not an async function: a handler chain that settles synchronously costs no extra promise.
-        return Promise.resolve(run(message, context));
+        // What the chain resolves with is of no use to the engine: only settling counts.
+        return Promise.resolve(run(message, context)) as Promise<void>;
       } catch (error) {
         return Promise.reject(error);
       }

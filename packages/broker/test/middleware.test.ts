@@ -29,7 +29,7 @@ import { waitFor } from '@ktransport/broker/testing';
 import { defined, memoryBroker } from './helpers.js';
 
 /** Runs a handler and returns what it threw, or undefined. */
-const failure = async (run: () => void | Promise<void>): Promise<unknown> => {
+const failure = async (run: () => unknown): Promise<unknown> => {
   try {
     await run();
     return undefined;

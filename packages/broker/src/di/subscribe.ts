@@ -12,7 +12,8 @@ export interface SubscribeDeclaration {
   readonly method: string | symbol;
 }
 
-type HandlerMethod<T> = (message: Message<T>, context: HandlerContext) => void | Promise<void>;
+/** A method `@Subscribe` accepts: what it returns is the reply when the message is a request. */
+type HandlerMethod<T> = (message: Message<T>, context: HandlerContext) => unknown;
 
 const declarations = new WeakMap<object, SubscribeDeclaration[]>();
 

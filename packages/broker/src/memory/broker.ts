@@ -1,10 +1,24 @@
-import type { Broker, ConnectionState, Handler, ObservableConnection, PublishOptions, SubscribeOptions, Subscription } from '../broker.js';
+import { randomUUID } from 'node:crypto';
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type {
+  Broker,
+  ConnectionState,
+  Handler,
+  ObservableConnection,
+  PublishOptions,
+  RequestOptions,
+  Requester,
+  SubscribeOptions,
+  Subscription,
+} from '../broker.js';
 import type { Delivery } from '../engine/delivery.js';
 import { DeliveryEngine } from '../engine/engine.js';
 import { GroupPicker } from '../engine/pick.js';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } from '../errors.js';
 import type { OutgoingMessage } from '../middleware/middleware.js';
+import type { Message } from '../message.js';
 import { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
+import { RequestClient } from '../request.js';
 import { assertFilter, assertPublishTopic } from '../topic.js';
 import { TopicTrie } from './trie.js';
 
@@ -85,7 +99,7 @@ const settled = (): void => undefined;
  * `publish` wait, redelivery when a handler fails, drain on disconnect). It is
  * the embedded default and a test double for code that takes a `Broker`.
  */
-export class MemoryBroker implements Broker, ObservableConnection {
+export class MemoryBroker implements Broker, Requester, ObservableConnection {
   readonly system = 'memory';
   readonly #pipeline: MessagePipeline;
   #trie = new TopicTrie<Route>();
@@ -96,6 +110,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
   readonly #maxQueued: number;
   readonly #publish: (topic: string, body: unknown, options?: PublishOptions) => Promise<void>;
   #state: 'disconnected' | 'connected' | 'closing' = 'disconnected';
+  readonly #requests: RequestClient;
   readonly #listeners = new Set<(state: ConnectionState) => void>();
 
   constructor(options: MemoryBrokerOptions = {}) {
@@ -107,6 +122,11 @@ export class MemoryBroker implements Broker, ObservableConnection {
       throw new ConfigurationError(`maxQueued must be a whole number >= 1, got ${this.#maxQueued}`);
     if (!(this.#redeliveryDelayMs >= 0)) throw new ConfigurationError(`redeliveryDelayMs must be >= 0, got ${this.#redeliveryDelayMs}`);
     this.#publish = this.#pipeline.publisher<PublishOptions>((message) => this.#route(message));
+    this.#requests = new RequestClient(this, {
+      codecs: this.#pipeline.codecs,
+      defaultCodec: this.#pipeline.defaultCodec,
+      replyTopic: () => `ktransport/reply/${randomUUID()}`,
+    });
   }
 
   /** `connected` between connect() and disconnect(), `disconnected` otherwise. */
@@ -142,6 +162,7 @@ export class MemoryBroker implements Broker, ObservableConnection {
   async disconnect(): Promise<void> {
     if (this.#state !== 'connected') return;
     this.#setState('closing');
+    this.#requests.close();
     const members = [...this.#members];
     for (const member of members) member.release();
     const results = await Promise.all(members.map((member) => member.engine.finish(this.#pipeline.drainTimeoutMs)));
@@ -165,6 +186,22 @@ export class MemoryBroker implements Broker, ObservableConnection {
     return this.#publish(topic, body, options);
   }
 
+  /**
+   * Publishes a request and resolves with its reply (see `Requester`): the reply
+   * comes back on a topic of this broker's own, `ktransport/reply/<uuid>`, new
+   * after every reconnection.
+   */
+  request<S extends StandardSchemaV1>(
+    topic: string,
+    body: unknown,
+    options: RequestOptions<S> & { schema: S },
+  ): Promise<Message<StandardSchemaV1.InferOutput<S>>>;
+  /** Publishes a request and resolves with its reply, its body decoded by its content type. */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions): Promise<Message<T>>;
+  request(topic: string, body: unknown, options?: RequestOptions): Promise<Message> {
+    return this.#requests.request(topic, body, options);
+  }
+
   /** Delivers messages matching the MQTT-style `filter` to `handler`. */
   subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
     try {
@@ -177,12 +214,8 @@ export class MemoryBroker implements Broker, ObservableConnection {
   #subscribe<T>(filter: string, handler: Handler<T>, options: SubscribeOptions): Subscription {
     if (this.#state !== 'connected') throw new ConnectionError(`cannot subscribe to ${filter}: memory broker is not connected`);
     assertFilter(filter);
-    const consumer = this.#pipeline.consumer(
-      filter,
-      handler,
-      options,
-      MessagePipeline.deadLetterVia((t, b, o) => this.#publish(t, b, o)),
-    );
+    const via = MessagePipeline.deadLetterVia((t, b, o) => this.#publish(t, b, o));
+    const consumer = this.#pipeline.consumer(filter, handler, options, via, via);
     const key = options.group === undefined ? undefined : `${options.group}\u0000${filter}`;
     let route = key === undefined ? undefined : this.#groups.get(key);
     const fresh = !route;

@@ -87,8 +87,8 @@ export function tracingConsumer(options: TracingOptions): Middleware {
  * an async function: with a context manager on AsyncLocalStorage every promise
  * carries a hook, so a traced message makes no more of them than it needs.
  */
-function traced(span: Span, work: () => void | Promise<void>): Promise<void> {
-  let result: void | Promise<void>;
+function traced(span: Span, work: () => unknown): Promise<void> {
+  let result: unknown;
   try {
     result = work();
   } catch (error) {
@@ -96,7 +96,7 @@ function traced(span: Span, work: () => void | Promise<void>): Promise<void> {
     span.end();
     return Promise.reject(error);
   }
-  if (typeof (result as PromiseLike<void> | undefined)?.then !== 'function') {
+  if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') {
     span.end();
     return Promise.resolve();
   }

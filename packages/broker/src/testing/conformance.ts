@@ -4,6 +4,7 @@ import type { Broker, SubscribeOptions } from '../broker.js';
 import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';
 import { DEAD_LETTER_HEADER } from '../middleware/dead-letter.js';
+import { requestCases } from './request-cases.js';
 import { publishEventually, sleep, waitFor } from './wait.js';
 
 /** What a transport promises; a case that needs a feature the transport does not declare is not among the cases. */
@@ -30,6 +31,12 @@ export interface BrokerFeatures {
    * configured; enables the bounded-intake case.
    */
   intakeBound?: number;
+  /**
+   * Request–reply (`Requester`): round trip, concurrent requests matched to
+   * their replies, timeout, a responder's error as a RemoteError, and a
+   * restarted requester that never gets a reply meant for its previous life.
+   */
+  requestReply?: boolean;
 }
 
 /** How to make brokers for the conformance kit and which features the transport declares. */
@@ -685,6 +692,8 @@ export function conformanceCases(options: ConformanceOptions): ConformanceCase[]
     },
     restartBroker !== undefined,
   );
+
+  if (f.requestReply === true) requestCases({ open, topic, add: (name, run) => add(name, run), extra, waitMs });
 
   return cases;
 }

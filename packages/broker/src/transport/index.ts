@@ -10,6 +10,8 @@ export { GroupPicker, keyHash } from '../engine/pick.js';
 export type { YieldSlot } from '../engine/slot.js';
 export { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
 export type { OutgoingMessage, PublishFn } from '../middleware/middleware.js';
+export type { ReplyPublish } from '../middleware/reply.js';
+export { RequestClient, type RequestClientOptions, type RequestWire } from '../request.js';
 export { InFlight } from '../drain.js';
 export { TopicTrie } from '../memory/trie.js';
 export { assertFilter, assertPublishTopic, hasWildcard } from '../topic.js';

@@ -1,0 +1,172 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { type Context, context, type ContextManager, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  type Broker,
+  BrokerServer,
+  ConfigurationError,
+  ConnectionError,
+  type Message,
+  RemoteError,
+  REPLY_HEADER,
+  Subscribe,
+  supportsRequest,
+  ValidationError,
+} from '@ktransport/broker';
+import { sleep, waitFor } from '@ktransport/broker/testing';
+import { memoryBroker } from './helpers.js';
+
+/** What the Node SDK registers: the active context follows async calls (without one, a reply's send span has no parent). */
+class AsyncContext implements ContextManager {
+  readonly #storage = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.#storage.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#storage.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.#storage.disable();
+    return this;
+  }
+}
+
+describe('request–reply (memory)', () => {
+  it('supportsRequest tells a requester from a plain Broker', async () => {
+    const broker = await memoryBroker();
+    expect(supportsRequest(broker)).toBe(true);
+    const plain: Broker = {
+      system: 'x',
+      connect: async () => {},
+      disconnect: async () => {},
+      publish: async () => {},
+      subscribe: () => Promise.reject(new Error('no')),
+    };
+    expect(supportsRequest(plain)).toBe(false);
+    await broker.disconnect();
+  });
+
+  it('validates and types the reply with the schema; a reply that fails it rejects with a ValidationError', async () => {
+    const broker = await memoryBroker();
+    await broker.subscribe<{ n: number }>('square', (m) => ({ square: m.body.n * m.body.n }));
+    await broker.subscribe('bad', () => ({ square: 'many' }));
+    const Square = z.object({ square: z.number() });
+    const reply = await broker.request('square', { n: 4 }, { schema: Square, timeoutMs: 2_000 });
+    const square: number = reply.body.square;
+    expect(square).toBe(16);
+    await expect(broker.request('bad', { n: 4 }, { schema: Square, timeoutMs: 2_000 })).rejects.toBeInstanceOf(ValidationError);
+    await broker.disconnect();
+  });
+
+  it('answers a request that fails to decode or validate with a RemoteError naming the failure, not a dead letter', async () => {
+    const broker = await memoryBroker();
+    const dead: Message[] = [];
+    await broker.subscribe('dlq', (m) => void dead.push(m));
+    await broker.subscribe('strict', (m) => m.body, { schema: z.object({ id: z.string() }), deadLetter: 'dlq' });
+    const error = await broker.request('strict', { id: 7 }, { timeoutMs: 2_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RemoteError);
+    expect((error as RemoteError).errorType).toBe('VALIDATION_ERROR');
+    expect((error as RemoteError).remoteMessage).toMatch(/^body of strict does not match the schema: id: /);
+    await sleep(50);
+    expect(dead).toEqual([]);
+    // A fire-and-forget publish that fails is dead-lettered as before.
+    await broker.publish('strict', { id: 7 });
+    await waitFor(
+      () => dead.length === 1,
+      2_000,
+      () => 'not dead-lettered',
+    );
+    expect(dead[0]?.headers[REPLY_HEADER.errorType]).toBeUndefined();
+    await broker.disconnect();
+  });
+
+  it('drops a reply whose correlation id nobody waits for', async () => {
+    const broker = await memoryBroker();
+    await broker.subscribe('echo', async (m) => {
+      const replyTo = m.headers[REPLY_HEADER.replyTo] ?? '';
+      // A stray reply first: a foreign correlation id, then none at all.
+      await broker.publish(replyTo, 'stray', { headers: { [REPLY_HEADER.correlationId]: 'not-a-request' } });
+      await broker.publish(replyTo, 'stray');
+      return 'mine';
+    });
+    const reply = await broker.request('echo', null, { timeoutMs: 2_000 });
+    expect(reply.body).toBe('mine');
+    await broker.disconnect();
+  });
+
+  it('checks its options, and fails when not connected', async () => {
+    const broker = await memoryBroker();
+    await expect(broker.request('t', 1, { timeoutMs: 0 })).rejects.toBeInstanceOf(ConfigurationError);
+    await expect(broker.request('t', 1, { replyCodec: 'nope' as 'json' })).rejects.toBeInstanceOf(ConfigurationError);
+    await broker.disconnect();
+    await expect(broker.request('t', 1, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(ConnectionError);
+  });
+
+  it('answers from a @Subscribe method through BrokerServer', async () => {
+    class Squares {
+      @Subscribe('squares')
+      square(message: Message<{ n: number }>): { square: number } {
+        return { square: message.body.n ** 2 };
+      }
+
+      @Subscribe('cubes')
+      async cube(message: Message<{ n: number }>): Promise<{ cube: number }> {
+        await sleep(1);
+        return { cube: message.body.n ** 3 };
+      }
+    }
+    const broker = await memoryBroker();
+    const server = new BrokerServer({ broker }).register(new Squares());
+    await server.start();
+    expect((await broker.request('squares', { n: 3 }, { timeoutMs: 2_000 })).body).toEqual({ square: 9 });
+    expect((await broker.request('cubes', { n: 3 }, { timeoutMs: 2_000 })).body).toEqual({ cube: 27 });
+    await server.stop();
+  });
+
+  describe('tracing', () => {
+    beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+    afterAll(() => void context.disable());
+
+    it('keeps the reply in the requester’s trace: send request → process → send reply → process reply', async () => {
+      const exporter = new InMemorySpanExporter();
+      const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+      const broker = await memoryBroker({ tracing: { tracerProvider: provider } });
+      await broker.subscribe('ask', async () => {
+        await sleep(1);
+        return 'answer';
+      });
+      const caller = provider.getTracer('test').startSpan('caller');
+      await context.with(trace.setSpan(context.active(), caller), () => broker.request('ask', 'question', { timeoutMs: 2_000 }));
+      caller.end();
+      await waitFor(
+        () => exporter.getFinishedSpans().length >= 5,
+        2_000,
+        () =>
+          exporter
+            .getFinishedSpans()
+            .map((s) => s.name)
+            .join(', '),
+      );
+      const spans = exporter.getFinishedSpans();
+      const send = spans.find((s) => s.name === 'send ask');
+      const process = spans.find((s) => s.name === 'process ask');
+      const sendReply = spans.find((s) => s.name.startsWith('send ktransport/reply/'));
+      const processReply = spans.find((s) => s.name.startsWith('process ktransport/reply/'));
+      const traceId = caller.spanContext().traceId;
+      for (const span of [send, process, sendReply, processReply]) expect(span?.spanContext().traceId).toBe(traceId);
+      expect(send?.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
+      expect(process?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
+      expect(sendReply?.parentSpanContext?.spanId).toBe(process?.spanContext().spanId);
+      expect(processReply?.parentSpanContext?.spanId).toBe(sendReply?.spanContext().spanId);
+      await broker.disconnect();
+    });
+  });
+});
