@@ -12,11 +12,17 @@ describe('help', () => {
   it.each([['--help'], ['-h'], ['help'], ['help', 'tail'], ['publish', '--help'], ['tail', '--help'], ['asyncapi', '-h']])(
     'ktransport %s %s exits 0',
     async (...args) => {
-      const { code, stdout, stderr } = await cli(args.filter((a): a is string => typeof a === 'string'));
+      const { code, stdout, stderr } = await runHere(args.filter((a): a is string => typeof a === 'string'));
       expect(code, stderr).toBe(0);
       expect(stdout).toMatch(/^Usage: ktransport /);
     },
   );
+
+  it('the binary: --help exits 0', async () => {
+    const { code, stdout } = await cli(['--help']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Usage: ktransport <command>/);
+  });
 
   it('no command: the help on stdout, exit 2', async () => {
     const { code, stdout } = await cli([]);
@@ -96,7 +102,7 @@ describe('broker failures exit 1, passwords masked', () => {
   it.each([['mqtt://127.0.0.1:1'], ['amqp://guest:guest@127.0.0.1:1'], ['nats://127.0.0.1:1'], ['redis://127.0.0.1:1'], ['kafka://127.0.0.1:1']])(
     'unreachable %s: exit 1 within the --timeout',
     async (url) => {
-      const { code, stderr, ms } = await cli(['publish', url, 'a', '{}', '--timeout', '3']);
+      const { code, stderr, ms } = await runHere(['publish', url, 'a', '{}', '--timeout', '3']);
       expect(code).toBe(1);
       expect(stderr).toMatch(/ECONNREFUSED|connect|reach/i);
       expect(ms).toBeLessThan(9_000);
