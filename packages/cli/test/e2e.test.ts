@@ -143,7 +143,11 @@ describe('options per transport', () => {
 
   it('publish --count interrupted by SIGTERM stops repeating and exits 130', async () => {
     const publish = start(['publish', MQTT_URL, `${unique('int')}/t`, '{}', '--count', '1000', '--rate', '5']);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // After the first confirmed publish: the signal handlers are in place by then, however slow the start.
+    for (let waited = 0; !publish.stdoutBytes().includes('published'); waited += 50) {
+      if (waited > 20_000) throw new Error('no publish within 20 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     publish.kill('SIGTERM');
     const outcome = await publish.done;
     expect(outcome.code, outcome.stderr).toBe(130);
