@@ -1,5 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
+import type {
+  Broker,
+  ConnectionState,
+  Handler,
+  Message,
+  ObservableConnection,
+  RequestOptions,
+  Requester,
+  Subscription,
+  SubscriptionLoad,
+} from '@ktransport/broker';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, HEADER } from '@ktransport/broker';
 import {
   assertFilter,
@@ -8,6 +18,7 @@ import {
   MessagePipeline,
   type OutgoingMessage,
   type RawMessage,
+  RequestClient,
   type StopResult,
 } from '@ktransport/broker/transport';
 import type { IClientOptions, MqttClient } from 'mqtt';
@@ -49,7 +60,7 @@ interface Parked {
  * acknowledged only once every delivery made from it was handled. See the
  * package README for the semantics.
  */
-export class MqttBroker implements Broker, ObservableConnection {
+export class MqttBroker implements Broker, Requester, ObservableConnection {
   readonly system = 'mqtt';
   readonly #options: ResolvedOptions;
   readonly #pipeline: MessagePipeline;
@@ -65,6 +76,7 @@ export class MqttBroker implements Broker, ObservableConnection {
   #acks: Acks | undefined;
   #phase: Phase = 'idle';
   #connecting: Promise<void> | undefined;
+  readonly #requests: RequestClient;
 
   constructor(options: MqttBrokerOptions = {}) {
     // The protocol layer works on mqtt.js internals: any other mqtt.js is refused here, loudly (mqttjs.ts).
@@ -82,6 +94,12 @@ export class MqttBroker implements Broker, ObservableConnection {
       () => this.#connection.state === 'connected',
     );
     this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#sender.send(message));
+    this.#requests = new RequestClient(this, {
+      codecs: this.#pipeline.codecs,
+      defaultCodec: this.#pipeline.defaultCodec,
+      replyTopic: () => `ktransport/reply/${randomUUID()}`,
+      subscribeOptions: { qos: 1 },
+    });
   }
 
   get state(): ConnectionState {
@@ -129,6 +147,7 @@ export class MqttBroker implements Broker, ObservableConnection {
     if (this.#connecting) await this.#connecting.catch(() => undefined);
     if (this.#phase !== 'open') return;
     this.#phase = 'draining';
+    this.#requests.close(new ConnectionError(`disconnected from ${this.#options.displayUrl} before the reply arrived`));
     let queued = this.#parked.length;
     for (const { incoming } of this.#parked.splice(0)) incoming.finish(false);
     const members = [...this.#members];
@@ -177,6 +196,28 @@ export class MqttBroker implements Broker, ObservableConnection {
   }
 
   /**
+   * Publishes a request and resolves with its reply (see `Requester`). MQTT 5:
+   * the request carries the Response Topic (this broker's own
+   * `ktransport/reply/<uuid>`, subscribed with QoS 1 on the first request and
+   * new after every `connect()`) and a random Correlation Data; the reply comes
+   * back there with the same Correlation Data. MQTT 3.1.1 has neither: rejects
+   * with a ConfigurationError.
+   */
+  request<S extends Schema>(topic: string, body: unknown, options: RequestOptions<S> & MqttPublishOptions & { schema: S }): Promise<Message<InferOutput<S>>>;
+  /** Publishes a request and resolves with its reply, its body decoded by its content type. */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions & MqttPublishOptions): Promise<Message<T>>;
+  request(topic: string, body: unknown, options?: RequestOptions & MqttPublishOptions): Promise<Message> {
+    if (this.#options.protocolVersion !== 5) {
+      return Promise.reject(
+        new ConfigurationError(
+          `cannot send a request to ${topic}: request–reply needs MQTT 5 (Response Topic and Correlation Data); this broker speaks MQTT 3.1.1`,
+        ),
+      );
+    }
+    return this.#requests.request(topic, body, options);
+  }
+
+  /**
    * Delivers messages matching the MQTT filter `topic` (`+` and `#` wildcards)
    * to `handler`, each body validated by `options.schema` and typed by its
    * output. A body that fails the schema is not retried: it goes to
@@ -212,7 +253,8 @@ export class MqttBroker implements Broker, ObservableConnection {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     const wanted = qos('qos', options.qos ?? 1);
     const deadLetter = MessagePipeline.deadLetterVia((topic, body, publishOptions) => this.#publish(topic, body, { ...publishOptions, [INTERNAL]: true }));
-    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter);
+    // The same route carries replies to requests (a message with a Response Topic, MQTT 5 only).
+    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter, deadLetter);
     const existing = this.#routes.get(filter, group);
     const route = existing ?? this.#routes.add(filter, group, wanted);
     const member = new Member(wanted, route, { consumer, concurrency, redeliveryDelayMs: this.#options.redeliveryDelayMs });

@@ -1,5 +1,5 @@
 import type { Headers } from '@ktransport/broker';
-import { HEADER } from '@ktransport/broker';
+import { HEADER, REPLY_HEADER } from '@ktransport/broker';
 import { invalidTextIndex } from '@ktransport/broker/transport';
 import type { IPublishPacket } from 'mqtt';
 import { InvalidHeaderError, type InvalidTextReason, InvalidTopicError } from './errors.js';
@@ -10,9 +10,34 @@ export const KEY_HEADER = 'message-key';
 type PublishProperties = NonNullable<IPublishPacket['properties']>;
 
 /**
+ * Prefix of a `correlation-id` header that stands for Correlation Data that is
+ * not text (a foreign MQTT 5 requester's binary id): base64 of its bytes, made
+ * back into the same bytes when the reply is sent.
+ */
+export const BINARY_CORRELATION_PREFIX = 'base64:';
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Correlation Data as a header value: its text when it is valid header text, otherwise `base64:` and its bytes in base64. */
+function correlationHeader(data: Buffer): string {
+  try {
+    const text = strictUtf8.decode(data);
+    if (invalidTextIndex(text) === -1 && !text.startsWith(BINARY_CORRELATION_PREFIX)) return text;
+  } catch {
+    // not UTF-8: carried as base64
+  }
+  return BINARY_CORRELATION_PREFIX + data.toString('base64');
+}
+
+function correlationData(header: string): Buffer {
+  return header.startsWith(BINARY_CORRELATION_PREFIX) ? Buffer.from(header.slice(BINARY_CORRELATION_PREFIX.length), 'base64') : Buffer.from(header, 'utf8');
+}
+
+/**
  * MQTT 5 publish properties for outgoing headers: `content-type` becomes the
- * contentType property, every other header a user property (`traceparent`,
- * `tracestate` and `message-id` included).
+ * contentType property, `reply-to` the Response Topic, `correlation-id` the
+ * Correlation Data (request–reply), every other header a user property
+ * (`traceparent`, `tracestate` and `message-id` included).
  */
 export function toProperties(headers: Headers): PublishProperties {
   const properties: PublishProperties = {};
@@ -21,6 +46,10 @@ export function toProperties(headers: Headers): PublishProperties {
     // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- a key of its own for...in; what a JavaScript caller put there instead of a string is refused by remainingLength() before anything is sent
     const value = headers[name]!;
     if (name === HEADER.contentType) properties.contentType = value;
+    else if (name === REPLY_HEADER.replyTo) {
+      // An empty Response Topic is a protocol error: no reply is asked for.
+      if (value !== '') properties.responseTopic = value;
+    } else if (name === REPLY_HEADER.correlationId && typeof value === 'string') properties.correlationData = correlationData(value);
     else (user ??= {})[name] = value;
   }
   if (user) properties.userProperties = user;
@@ -29,7 +58,9 @@ export function toProperties(headers: Headers): PublishProperties {
 
 /**
  * Headers of a received message: user properties (a repeated name keeps every
- * value, joined by ", ") and the contentType property as `content-type`.
+ * value, joined by ", "), the contentType property as `content-type`, the
+ * Response Topic as `reply-to` and the Correlation Data as `correlation-id`
+ * (its text, or `base64:` and its bytes when it is not text).
  */
 export function fromPacket(packet: IPublishPacket): Headers {
   const headers: Headers = {};
@@ -42,6 +73,8 @@ export function fromPacket(packet: IPublishPacket): Headers {
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   if (properties.contentType !== undefined) headers[HEADER.contentType] = properties.contentType;
+  if (properties.responseTopic !== undefined) headers[REPLY_HEADER.replyTo] = properties.responseTopic;
+  if (properties.correlationData !== undefined) headers[REPLY_HEADER.correlationId] = correlationHeader(properties.correlationData);
   return headers;
 }
 
@@ -104,10 +137,23 @@ export function remainingLength(topic: string, payloadBytes: number, qos: number
   return size;
 }
 
-/** Bytes of the content type and user properties, with the property length before them; checks every string. */
+/** Bytes of the content type, response topic, correlation data and user properties, with the property length before them; checks every string. */
 export function propertiesSize(topic: string, properties: PublishProperties): number {
   let props = 0;
   if (properties.contentType !== undefined) props += 1 + headerSize(topic, HEADER.contentType, 'value', properties.contentType);
+  const responseTopic = properties.responseTopic;
+  if (responseTopic !== undefined) {
+    // A Response Topic is a topic name: wildcards in it are a protocol error that closes the connection.
+    if (typeof responseTopic === 'string' && /[+#]/.test(responseTopic)) {
+      throw new InvalidHeaderError(topic, REPLY_HEADER.replyTo, 'value', 'invalid-character', responseTopic.search(/[+#]/));
+    }
+    props += 1 + headerSize(topic, REPLY_HEADER.replyTo, 'value', responseTopic);
+  }
+  const correlation = properties.correlationData;
+  if (correlation !== undefined) {
+    if (correlation.byteLength > MQTT_MAX_STRING) throw new InvalidHeaderError(topic, REPLY_HEADER.correlationId, 'value', 'too-long', correlation.byteLength);
+    props += 3 + correlation.byteLength;
+  }
   const user = properties.userProperties;
   for (const name in user) {
     const value = user[name];

@@ -20,7 +20,7 @@ describe('MqttBroker conformance (MQTT 5, Mosquitto 2)', () => {
     // No intakeBound here: the bound is the broker's Receive Maximum window, and Mosquitto 2.0.11 keeps to it
     // only until the first acknowledgement (fixed in Mosquitto 2.0.13); the case runs on RabbitMQ's window in
     // protocol.test.ts instead.
-    features: { wildcards: true, groups: true, persistent: false, orderingPerKey: true, redelivery: true, drainFinishesQueue: false },
+    features: { wildcards: true, groups: true, persistent: false, orderingPerKey: true, redelivery: true, drainFinishesQueue: false, requestReply: true },
     restartBroker: () => mosquitto.restart(),
     waitMs: 10_000,
   });
