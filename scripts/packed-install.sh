@@ -3,7 +3,8 @@
 # workspace:* to versions), installs the tarballs with plain `npm install` (no
 # flags) into a new ESM project beside inversify, reflect-metadata, zod, the
 # OpenTelemetry SDK and context manager current for that Node, type-checks
-# scripts/packed-install/main.ts under strict and NodeNext, and runs it.
+# scripts/packed-install/main.ts under strict and NodeNext, and runs it, and runs
+# the packed `ktransport` command's --help.
 #
 # Usage: scripts/packed-install.sh <node-major>   (the packages must be built)
 set -euo pipefail
@@ -35,3 +36,7 @@ fi
 say "installed: $(node -p "const l=require('./package-lock.json').packages;['@opentelemetry/api','@opentelemetry/sdk-trace-base','@opentelemetry/context-async-hooks','typescript'].map(n=>n+'@'+l['node_modules/'+n].version).join(' ')")"
 npx --no-install tsc -p tsconfig.json || { say "error: the program does not type-check against the packed packages"; exit 1; }
 node dist/main.js
+# The command line as a user installs it: the packed @ktransport/cli's bin answers --help.
+help="$(npx --no-install ktransport --help)" || { say "error: ktransport --help failed from the packed @ktransport/cli"; exit 1; }
+[[ "$help" == *publish* && "$help" == *tail* && "$help" == *asyncapi* ]] || { say "error: ktransport --help does not list its commands: $help"; exit 1; }
+say "node $(node --version): ktransport --help from the packed @ktransport/cli lists publish, tail and asyncapi"
