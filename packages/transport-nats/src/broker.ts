@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
 import { type BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, PublishError, SubscribeError } from '@ktransport/broker';
-import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type Settleable, settleable, type StopResult } from '@ktransport/broker/transport';
+import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
 import { type JetStreamClient, jetstream, type JetStreamManager, jetstreamManager, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect as natsConnect } from '@nats-io/transport-node';
@@ -40,8 +40,12 @@ export class NatsBroker implements Broker, ObservableConnection {
   #jsm: JetStreamManager | undefined;
   #phase: Phase = 'idle';
   #connecting: Promise<void> | undefined;
-  /** Rejected when the connection is lost: publishes waiting for a PubAck fail at once (retriable). */
-  #lost: Settleable = settleable();
+  /**
+   * Publishes waiting for their PubAck, each by the function that fails it: all fail at once
+   * (retriable) when the connection is lost. Each leaves the set when it settles, so nothing
+   * accumulates while the connection stays up.
+   */
+  readonly #awaitingAck = new Set<(error: Error) => void>();
 
   constructor(options: NatsBrokerOptions = {}) {
     this.#options = resolveOptions(options);
@@ -99,6 +103,9 @@ export class NatsBroker implements Broker, ObservableConnection {
         reconnectTimeWait: o.reconnectWaitMs,
         reconnectJitter: Math.min(100, o.reconnectWaitMs),
         waitOnFirstConnect: false,
+        // Otherwise nats.js makes an Error (a stack captured) per request, PubAcks included, only to
+        // lengthen the stack of a failed request; ktransport's own errors carry the cause.
+        noAsyncTraces: true,
       });
     } catch (error) {
       this.#phase = 'idle';
@@ -130,8 +137,10 @@ export class NatsBroker implements Broker, ObservableConnection {
       if (status.type === 'disconnect' || status.type === 'reconnecting' || status.type === 'staleConnection') {
         this.#set('reconnecting');
         // Publishes waiting for their PubAck will not get it on this connection: they fail now, not at their timeout.
-        this.#lost.reject(new ConnectionError('the connection to NATS was lost before the PubAck came (the message may have been stored)'));
-        this.#lost = settleable();
+        const lost = new ConnectionError('the connection to NATS was lost before the PubAck came (the message may have been stored)');
+        const waiting = [...this.#awaitingAck];
+        this.#awaitingAck.clear();
+        for (const fail of waiting) fail(lost);
       } else if (status.type === 'reconnect') {
         this.#set('connected');
         // A restarted server without its (memory) streams gets them back; existing ones are left as they are.
@@ -236,9 +245,22 @@ export class NatsBroker implements Broker, ObservableConnection {
         timeout: this.#options.publishTimeoutMs,
         ...(options.msgId === undefined ? {} : { msgID: options.msgId }),
       });
-      // When the connection loss wins, the request's own later rejection has no one waiting for it.
-      sent.catch(() => undefined);
-      ack = await Promise.race([sent, this.#lost.promise.then(() => sent)]);
+      // Settled by the PubAck (or the request's failure), or failed at once when the connection is lost;
+      // whatever comes second is ignored.
+      ack = await new Promise<PubAck>((resolve, reject) => {
+        const waiting = this.#awaitingAck;
+        waiting.add(reject);
+        sent.then(
+          (value) => {
+            waiting.delete(reject);
+            resolve(value);
+          },
+          (error: unknown) => {
+            waiting.delete(reject);
+            reject(error);
+          },
+        );
+      });
     } catch (error) {
       if (isNoResponders(error)) throw await this.#noResponders(topic, subject, error);
       throw toPublishError(topic, subject, error, this.#options.secrets);

@@ -39,11 +39,20 @@ function toSubject(topic: string): string {
   return subject;
 }
 
+/** Subjects of the topics published to lately (checked and mapped once); emptied when it is full. */
+const published = new Map<string, string>();
+const PUBLISHED_MAX = 1_024;
+
 /** The NATS subject to publish a topic to; a topic NATS cannot carry as it is rejects with an InvalidTopicError. */
 export function publishSubject(topic: string): string {
+  const known = published.get(topic);
+  if (known !== undefined) return known;
   const why = problem(topic, false);
   if (why !== undefined) throw new InvalidTopicError(String(topic), why);
-  return topic.includes('/') ? toSubject(topic) : topic;
+  const subject = topic.includes('/') ? toSubject(topic) : topic;
+  if (published.size >= PUBLISHED_MAX) published.clear();
+  published.set(topic, subject);
+  return subject;
 }
 
 /** The NATS subject filter of a subscription filter; an invalid one throws a ConfigurationError. */
