@@ -32,7 +32,7 @@ describe('configuration', () => {
 
   it('refuses wrong values at start with every reason spelled out', () => {
     const load = (): unknown =>
-      loadConfig({ env: { KT_BROKER_URL: 'amqp://rabbit', KT_DATABASE_URL: 'mysql://x', KT_GRPC_ADDRESS: 'nowhere', KT_MQTT_PROTOCOL_VERSION: '3' } });
+      loadConfig({ env: { KT_BROKER_URL: 'stomp://rabbit', KT_DATABASE_URL: 'mysql://x', KT_GRPC_ADDRESS: 'nowhere', KT_MQTT_PROTOCOL_VERSION: '3' } });
     expect(load).toThrow(ConfigError);
     expect(load).toThrow(/broker\.url: must be mqtt:\/\/.*database\.url: must be postgres/);
     expect(load).toThrow(/grpc\.address: must be host:port/);
