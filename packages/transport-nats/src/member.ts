@@ -1,5 +1,5 @@
 import { SubscribeError } from '@ktransport/broker';
-import { type Consumer, DeliveryEngine, type RawMessage } from '@ktransport/broker/transport';
+import { type Consumer, type Delivery, DeliveryEngine, type RawMessage } from '@ktransport/broker/transport';
 import {
   AckPolicy,
   type ConsumerConfig,
@@ -263,25 +263,17 @@ export class Member {
       ...(key === undefined ? {} : { key }),
     };
     this.#held.add(m);
-    this.engine.push({
-      message,
-      orderingKey: key,
-      ack: () => {
-        this.#settled(m);
-        m.ack();
-      },
-      nack: () => {
-        this.#settled(m);
-        this.#giveBack(m);
-      },
-    });
+    this.engine.push(new NatsDelivery(message, key, m, this));
   }
 
-  #settled(m: JsMsg): void {
+  /** The engine's outcome for a message it held: acknowledged (`+ACK`), or given back (see #giveBack). */
+  settle(m: JsMsg, handled: boolean): void {
     this.#held.delete(m);
     const wake = this.#wake;
     this.#wake = undefined;
     wake?.();
+    if (handled) m.ack();
+    else this.#giveBack(m);
   }
 
   /**
@@ -325,6 +317,27 @@ export class Member {
   async removeEphemeral(): Promise<void> {
     if (this.#spec.durable) return;
     await this.#context.jsm.consumers.delete(this.#spec.stream, this.#spec.name).catch(() => undefined);
+  }
+}
+
+/**
+ * One message in the engine. The engine calls `ack` or `nack` once, as a method:
+ * the outcome goes to its member without closures made per message.
+ */
+class NatsDelivery implements Delivery {
+  constructor(
+    readonly message: RawMessage,
+    readonly orderingKey: string | undefined,
+    readonly m: JsMsg,
+    readonly member: Member,
+  ) {}
+
+  ack(): void {
+    this.member.settle(this.m, true);
+  }
+
+  nack(): void {
+    this.member.settle(this.m, false);
   }
 }
 
