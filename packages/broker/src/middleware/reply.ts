@@ -2,7 +2,7 @@ import type { Handler, HandlerContext } from '../broker.js';
 import type { Codec } from '../codec/codec.js';
 import { StoppingError } from '../engine/slot.js';
 import { errorType } from '../errors.js';
-import { HEADER, type Headers } from '../message.js';
+import { HEADER, type Headers, type Message } from '../message.js';
 import { errorText, headerText } from '../text.js';
 import type { DeadLetterPublish } from './dead-letter.js';
 import type { Middleware } from './middleware.js';
@@ -69,9 +69,15 @@ export function captureReply(handler: Handler<unknown>): Handler<unknown> {
  * Messages without `reply-to` pass through untouched.
  */
 export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter): Middleware {
-  return (next) => async (message, context) => {
+  // Not an async function: a message without `reply-to` goes through with no extra promise or tick, as
+  // it did before request–reply existed (a memory broker's handler that dead-letters keeps its timing).
+  return (next) => (message, context) => {
     const replyTo = message.headers[REPLY_HEADER.replyTo];
     if (replyTo === undefined || replyTo === '') return next(message, context);
+    return answer(next, message, context, replyTo);
+  };
+
+  async function answer(next: Handler<unknown>, message: Message, context: HandlerContext, replyTo: string): Promise<void> {
     const headers: Headers = {};
     const correlationId = message.headers[REPLY_HEADER.correlationId];
     if (correlationId !== undefined) headers[REPLY_HEADER.correlationId] = correlationId;
@@ -94,5 +100,5 @@ export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter
     } catch (refused) {
       report(refused, message, context);
     }
-  };
+  }
 }
