@@ -63,11 +63,13 @@ export async function ktransport(config: WorkerConfig): Promise<WorkerResult> {
  * header (`window` in flight, each resolved by its PubAck) into a file stream; a
  * durable pull consumer (explicit ack, max_ack_pending 1,000) consumed with
  * `consume` (1,000 messages buffered), each message decoded, counted and acknowledged.
+ * The connection has `noAsyncTraces`, as NatsBroker's has: without it nats.js makes a
+ * stack-captured Error per request, which would count against raw alone.
  */
 export async function raw(config: WorkerConfig): Promise<WorkerResult> {
   const { subject, stream } = names(config.topic);
   const receiver = new Receiver();
-  const nc = await connect({ servers: URL.replace(/^nats:\/\//, '') });
+  const nc = await connect({ servers: URL.replace(/^nats:\/\//, ''), noAsyncTraces: true });
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
