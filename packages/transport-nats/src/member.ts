@@ -2,8 +2,10 @@ import { SubscribeError } from '@ktransport/broker';
 import { type Consumer, type Delivery, DeliveryEngine, type RawMessage } from '@ktransport/broker/transport';
 import {
   AckPolicy,
+  type ConsumeCallback,
   type ConsumerConfig,
   DeliverPolicy,
+  type FetchMessages,
   type JetStreamClient,
   type JetStreamManager,
   type ConsumerMessages,
@@ -113,11 +115,16 @@ export class Member {
         const consumer = this.#consumer;
         if (!consumer) throw new Error('no consumer');
         this.#requested = Date.now();
-        const batch = await consumer.fetch({ max_messages: room, expires: PULL_EXPIRES_MS });
+        // A callback, not the async iterator: the messages of one socket read are received (and their
+        // handlers start) in that read's turn, so the acks they lead to leave in one write, not one each.
+        // nats.js' fetch takes the consume callback although its FetchOptions type does not list it.
+        const options: FetchMessages & ConsumeCallback = { max_messages: room, expires: PULL_EXPIRES_MS, callback: this.#onMessage };
+        const batch = await consumer.fetch(options);
         this.#batch = batch;
         if (this.#stopped) void this.#endBatch();
-        for await (const m of batch) this.#receive(m);
+        const failed = await batch.closed();
         this.#batch = undefined;
+        if (failed) throw failed;
         failures = 0;
       } catch (error) {
         if (this.#stopped) break;
@@ -243,6 +250,8 @@ export class Member {
     if (open > 0) m.nak(open);
     else m.nak();
   }
+
+  readonly #onMessage = (m: JsMsg): void => this.#receive(m);
 
   #receive(m: JsMsg): void {
     if (this.#stopped) {
