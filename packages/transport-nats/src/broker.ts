@@ -219,7 +219,16 @@ export class NatsBroker implements Broker, ObservableConnection {
     return this.#publish(topic, body, options);
   }
 
-  async #send(message: OutgoingMessage<SendOptions>): Promise<void> {
+  /** Not an async function: a publish waiting for its PubAck holds one promise and two callbacks. */
+  #send(message: OutgoingMessage<SendOptions>): Promise<void> {
+    try {
+      return this.#sendChecked(message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #sendChecked(message: OutgoingMessage<SendOptions>): Promise<void> {
     const { topic, payload, key, options } = message;
     const js = this.#js;
     const nc = this.#nc;
@@ -238,34 +247,37 @@ export class NatsBroker implements Broker, ObservableConnection {
       const size = payload.byteLength + headerBytes(headers, options.msgId);
       if (size > limit) throw new PayloadTooLargeError(topic, size, limit);
     }
-    let ack: PubAck;
-    try {
-      const sent = js.publish(subject, payload, {
-        headers: natsHeaders,
-        timeout: this.#options.publishTimeoutMs,
-        ...(options.msgId === undefined ? {} : { msgID: options.msgId }),
-      });
-      // Settled by the PubAck (or the request's failure), or failed at once when the connection is lost;
-      // whatever comes second is ignored.
-      ack = await new Promise<PubAck>((resolve, reject) => {
-        const waiting = this.#awaitingAck;
-        waiting.add(reject);
-        sent.then(
-          (value) => {
-            waiting.delete(reject);
-            resolve(value);
-          },
-          (error: unknown) => {
-            waiting.delete(reject);
-            reject(error);
-          },
-        );
-      });
-    } catch (error) {
-      if (isNoResponders(error)) throw await this.#noResponders(topic, subject, error);
-      throw toPublishError(topic, subject, error, this.#options.secrets);
-    }
-    void ack;
+    // Settled by the PubAck (or the request's failure), or failed at once when the connection is lost
+    // (#awaitingAck); whatever comes second is ignored.
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const waiting = this.#awaitingAck;
+      const fail = (error: unknown): void => {
+        if (settled) return;
+        settled = true;
+        waiting.delete(fail);
+        if (isNoResponders(error)) this.#noResponders(topic, subject, error).then(reject, reject);
+        else reject(toPublishError(topic, subject, error, this.#options.secrets));
+      };
+      let sent: Promise<PubAck>;
+      try {
+        sent = js.publish(subject, payload, {
+          headers: natsHeaders,
+          timeout: this.#options.publishTimeoutMs,
+          ...(options.msgId === undefined ? {} : { msgID: options.msgId }),
+        });
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      waiting.add(fail);
+      sent.then(() => {
+        if (settled) return;
+        settled = true;
+        waiting.delete(fail);
+        resolve();
+      }, fail);
+    });
   }
 
   /**
