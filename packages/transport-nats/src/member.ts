@@ -252,25 +252,36 @@ export class Member {
   }
 
   readonly #onMessage = (m: JsMsg): void => this.#receive(m);
+  /** The topic of the last subject received: a filter without wildcards receives one subject only. */
+  #lastSubject = '';
+  #lastTopic = '';
+
+  #topic(subject: string): string {
+    if (subject !== this.#lastSubject) {
+      this.#lastTopic = topicOf(subject);
+      this.#lastSubject = subject;
+    }
+    return this.#lastTopic;
+  }
 
   #receive(m: JsMsg): void {
     if (this.#stopped) {
       this.#giveBack(m);
       return;
     }
-    if (m.seq >= this.#nextSeq) this.#nextSeq = m.seq + 1;
+    const info = m.info;
+    const seq = info.streamSequence;
+    if (seq >= this.#nextSeq) this.#nextSeq = seq + 1;
     const headers = fromNatsHeaders(m.headers);
     const key = headers[KEY_HEADER];
-    const message: RawMessage = {
-      topic: topicOf(m.subject),
-      body: m.data,
-      headers,
-      id: headers['message-id'] ?? String(m.seq),
-      timestamp: Math.floor(m.info.timestampNanos / 1_000_000),
-      offset: String(m.seq),
-      raw: m,
-      ...(key === undefined ? {} : { key }),
-    };
+    const offset = String(seq);
+    const topic = this.#topic(m.subject);
+    const id = headers['message-id'] ?? offset;
+    const timestamp = Math.floor(info.timestampNanos / 1_000_000);
+    const message: RawMessage =
+      key === undefined
+        ? { topic, body: m.data, headers, id, timestamp, offset, raw: m }
+        : { topic, body: m.data, headers, id, timestamp, offset, raw: m, key };
     this.#held.add(m);
     this.engine.push(new NatsDelivery(message, key, m, this));
   }
