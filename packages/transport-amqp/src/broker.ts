@@ -1,6 +1,6 @@
-import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
+import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription } from '@ktransport/broker';
 import { BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, SubscribeError } from '@ktransport/broker';
-import { DeliveryEngine, headerText, MessagePipeline, redactSecrets, type StopResult } from '@ktransport/broker/transport';
+import { DeliveryEngine, headerText, loadedSubscription, MessagePipeline, redactSecrets, type StopResult } from '@ktransport/broker/transport';
 import amqplib, { type ChannelModel, type SocketOptions } from 'amqplib';
 import { bounded, Consumer } from './consumer.js';
 import { connectFailure, replyCode } from './errors.js';
@@ -320,18 +320,12 @@ export class AmqpBroker implements Broker, ObservableConnection {
       if (replyCode(error) === undefined || !this.#model) throw new ConnectionError(`cannot subscribe to ${filter}: ${text}`, { cause: error });
       throw new SubscribeError(filter, `broker refused the subscription to ${filter}${queue ? ` (queue ${queue})` : ''}: ${text}`, { cause: error });
     }
-    const subscription: Subscription & SubscriptionLoad = {
+    return loadedSubscription({
       topic: filter,
-      ...(group === undefined ? {} : { group }),
-      get running() {
-        return engine.running;
-      },
-      get queued() {
-        return engine.queued;
-      },
+      group,
+      load: engine,
       unsubscribe: () => this.#unsubscribe(wire),
-    };
-    return subscription;
+    });
   }
 
   /**

@@ -12,7 +12,7 @@ import {
   type Subscription,
   type SubscriptionLoad,
 } from '@ktransport/broker';
-import { asBuffer, assertPublishTopic, hasWildcard, MessagePipeline, type OutgoingMessage } from '@ktransport/broker/transport';
+import { asBuffer, assertPublishTopic, hasWildcard, loadedSubscription, MessagePipeline, type OutgoingMessage } from '@ktransport/broker/transport';
 import type { Admin, Message as KafkaRecord } from 'kafkajs';
 import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
 import { createKafka } from './client.js';
@@ -282,22 +282,17 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       throw toSubscribeError(kafkaTopic, error, this.#options);
     }
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
-    return {
+    return loadedSubscription({
       topic,
       group: groupId,
-      get running() {
-        return subscriber.running;
-      },
-      get queued() {
-        return subscriber.queued;
-      },
+      load: subscriber,
       // Drains as disconnect does: what was fetched and not started stays uncommitted for the group.
       unsubscribe: async () => {
         if (!this.#subscribers.delete(subscriber)) return;
         const { running, queued } = await subscriber.stop(drainTimeoutMs);
         if (running > 0) throw new DrainTimeoutError(running, drainTimeoutMs, queued);
       },
-    };
+    });
   }
 
   /** Creates the topics that do not exist yet; rejects with AdminError (or ConfigurationError for bad specs). */

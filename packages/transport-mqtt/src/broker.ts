@@ -1,20 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type {
-  Broker,
-  ConnectionState,
-  Handler,
-  Message,
-  ObservableConnection,
-  RequestOptions,
-  Requester,
-  Subscription,
-  SubscriptionLoad,
-} from '@ktransport/broker';
+import type { Broker, ConnectionState, Handler, Message, ObservableConnection, RequestOptions, Requester, Subscription } from '@ktransport/broker';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, HEADER } from '@ktransport/broker';
 import {
   assertFilter,
   assertPublishTopic,
   headerText,
+  loadedSubscription,
   MessagePipeline,
   type OutgoingMessage,
   type RawMessage,
@@ -273,18 +264,12 @@ export class MqttBroker implements Broker, Requester, ObservableConnection {
       throw error;
     }
     const engine = member.engine;
-    const subscription: Subscription & SubscriptionLoad = {
+    return loadedSubscription({
       topic: filter,
-      ...(group === undefined ? {} : { group }),
-      get running() {
-        return engine.running;
-      },
-      get queued() {
-        return engine.queued;
-      },
+      group,
+      load: engine,
       unsubscribe: () => this.#unsubscribe(member),
-    };
-    return subscription;
+    });
   }
 
   async #mqttSubscribe(route: Route, wanted: QoS): Promise<void> {

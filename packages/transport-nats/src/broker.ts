@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription, SubscriptionLoad } from '@ktransport/broker';
+import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription } from '@ktransport/broker';
 import { type BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, PublishError, SubscribeError } from '@ktransport/broker';
-import { invalidTextIndex, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
+import { invalidTextIndex, loadedSubscription, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
 import { type JetStreamClient, jetstream, type JetStreamManager, jetstreamManager, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect as natsConnect } from '@nats-io/transport-node';
@@ -351,18 +351,12 @@ export class NatsBroker implements Broker, ObservableConnection {
     }
     this.#members.add(member);
     const engine = member.engine;
-    const subscription: Subscription & SubscriptionLoad = {
+    return loadedSubscription({
       topic: filter,
-      ...(group === undefined ? {} : { group }),
-      get running() {
-        return engine.running;
-      },
-      get queued() {
-        return engine.queued;
-      },
+      group,
+      load: engine,
       unsubscribe: () => this.#unsubscribe(member),
-    };
-    return subscription;
+    });
   }
 
   /**

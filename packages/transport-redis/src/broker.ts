@@ -15,7 +15,15 @@ import {
   type SubscriptionLoad,
   TimeoutError,
 } from '@ktransport/broker';
-import { assertPublishTopic, hasWildcard, headerText, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
+import {
+  assertPublishTopic,
+  hasWildcard,
+  headerText,
+  loadedSubscription,
+  MessagePipeline,
+  type OutgoingMessage,
+  type StopResult,
+} from '@ktransport/broker/transport';
 import { toPublishError, toSubscribeError } from './errors.js';
 import { PAYLOAD_FIELD, toFields } from './headers.js';
 import { Link } from './link.js';
@@ -226,22 +234,17 @@ export class RedisBroker implements Broker, ObservableConnection {
     this.#readers.add(streamReader);
     const engine = streamReader.engine;
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
-    return {
+    return loadedSubscription({
       topic,
-      ...(group === undefined ? {} : { group }),
-      get running() {
-        return engine.running;
-      },
-      get queued() {
-        return engine.queued;
-      },
+      group,
+      load: engine,
       // What was read is still handled (within drainTimeoutMs), as it was accepted for this subscription.
       unsubscribe: async () => {
         if (!this.#readers.delete(streamReader)) return;
         const { running, queued } = await streamReader.finish(drainTimeoutMs);
         if (running > 0) throw new DrainTimeoutError(running, drainTimeoutMs, queued);
       },
-    };
+    });
   }
 
   #send(message: OutgoingMessage<RedisPublishOptions>): Promise<void> {

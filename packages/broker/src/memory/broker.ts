@@ -13,6 +13,7 @@ import type {
 } from '../broker.js';
 import type { Delivery } from '../engine/delivery.js';
 import { DeliveryEngine } from '../engine/engine.js';
+import { loadedSubscription } from '../engine/subscription.js';
 import { GroupPicker } from '../engine/pick.js';
 import { ConfigurationError, ConnectionError, DrainTimeoutError, PublishError } from '../errors.js';
 import type { OutgoingMessage } from '../middleware/middleware.js';
@@ -233,17 +234,12 @@ export class MemoryBroker implements Broker, Requester, ObservableConnection {
     route.members.push(member);
     this.#members.add(member);
     const engine = member.engine;
-    return {
+    return loadedSubscription({
       topic: filter,
-      ...(options.group === undefined ? {} : { group: options.group }),
-      get running() {
-        return engine.running;
-      },
-      get queued() {
-        return engine.queued;
-      },
+      group: options.group,
+      load: engine,
       unsubscribe: () => this.#unsubscribe(member, key),
-    };
+    });
   }
 
   async #unsubscribe(member: Member, key: string | undefined): Promise<void> {

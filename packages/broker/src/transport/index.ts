@@ -8,6 +8,7 @@ export type { Delivery, EngineLoad, FlowControl } from '../engine/delivery.js';
 export { DeliveryEngine, type EngineOptions, type StopResult } from '../engine/engine.js';
 export { GroupPicker, keyHash } from '../engine/pick.js';
 export type { YieldSlot } from '../engine/slot.js';
+export { type LoadedSubscriptionParts, loadedSubscription } from '../engine/subscription.js';
 export { type CommonBrokerOptions, type Consumer, MessagePipeline, type RawMessage } from '../pipeline.js';
 export type { OutgoingMessage, PublishFn } from '../middleware/middleware.js';
 export type { ReplyPublish } from '../middleware/reply.js';
