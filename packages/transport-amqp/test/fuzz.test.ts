@@ -1,9 +1,10 @@
 import { type ConnectionState, DEAD_LETTER_HEADER, type Message, msgpackCodec } from '@ktransport/broker';
+import { type CodePointRange, fuzz, fuzzSeed, PRINTABLE_RANGES } from '@ktransport/broker/testing';
 import { invalidTextIndex } from '@ktransport/broker/transport';
 import amqplib, { type Options } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defined, open, SHARED_URL, sleep, unique, waitFor } from './helpers.js';
+import { open, SHARED_URL, sleep, unique, waitFor } from './helpers.js';
 
 /**
  * Hostile input from a foreign client: 10,000 messages no subscriber can
@@ -19,43 +20,12 @@ import { defined, open, SHARED_URL, sleep, unique, waitFor } from './helpers.js'
  */
 
 const COUNT = 10_000;
-const SEED = Number(process.env.KTRANSPORT_FUZZ_SEED ?? Date.now() % 2 ** 31);
+const SEED = fuzzSeed();
 
-/** mulberry32: a small seeded generator, so that a failing run can be repeated. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-const random = generator(SEED);
-const int = (max: number): number => Math.floor(random() * max);
-const pick = <T>(items: readonly T[]): T => defined(items[int(items.length)], 'an item to pick');
-const bytes = (length: number): Buffer => Buffer.from(Array.from({ length }, () => int(256)));
-
-/** Code point ranges for random text: controls, ASCII, Latin, Greek, CJK and astral emoji. */
-const RANGES: [number, number][] = [
-  [0x00, 0x1f],
-  [0x20, 0x7e],
-  [0xa0, 0x2ff],
-  [0x370, 0x3ff],
-  [0x4e00, 0x9fff],
-  [0x1f600, 0x1f64f],
-];
-
-function text(length: number): string {
-  let out = '';
-  for (let i = 0; i < length; i++) {
-    const [low, high] = pick(RANGES);
-    out += String.fromCodePoint(low + int(high - low + 1));
-  }
-  return out;
-}
+const { random, int, pick, bytes, text: fuzzText } = fuzz(SEED);
+/** Code point ranges for random text: controls, then what every wire accepts. */
+const RANGES: readonly CodePointRange[] = [[0x00, 0x1f], ...PRINTABLE_RANGES];
+const text = (length: number): string => fuzzText(length, RANGES);
 
 /** A random value of any type an AMQP table can carry, as amqplib encodes them. */
 function oddValue(): unknown {

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { type ConnectionState, DEAD_LETTER_HEADER, type Message, msgpackCodec } from '@ktransport/broker';
+import { fuzz, fuzzSeed } from '@ktransport/broker/testing';
 import { invalidTextIndex } from '@ktransport/broker/transport';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Mosquitto } from './mosquitto.js';
-import { defined, open, sleep, topic, waitFor } from './helpers.js';
+import { open, sleep, topic, waitFor } from './helpers.js';
 
 /**
  * Hostile input from a foreign client: 10,000 messages no subscriber can
@@ -20,43 +21,9 @@ import { defined, open, sleep, topic, waitFor } from './helpers.js';
  */
 
 const COUNT = 10_000;
-const SEED = Number(process.env.KTRANSPORT_FUZZ_SEED ?? Date.now() % 2 ** 31);
+const SEED = fuzzSeed();
 
-/** mulberry32: a small seeded generator, so that a failing run can be repeated. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-const random = generator(SEED);
-const int = (max: number): number => Math.floor(random() * max);
-const pick = <T>(items: readonly T[]): T => defined(items[int(items.length)], 'an item to pick');
-const bytes = (length: number): Buffer => Buffer.from(Array.from({ length }, () => int(256)));
-
-/** Code point ranges for random text that MQTT accepts: ASCII, Latin, Greek, CJK and astral emoji (surrogate pairs). */
-const RANGES: [number, number][] = [
-  [0x20, 0x7e],
-  [0xa0, 0x2ff],
-  [0x370, 0x3ff],
-  [0x4e00, 0x9fff],
-  [0x1f600, 0x1f64f],
-];
-
-/** Random text that is valid MQTT UTF-8 (no controls, surrogates or noncharacters). */
-function text(length: number): string {
-  let out = '';
-  for (let i = 0; i < length; i++) {
-    const [low, high] = pick(RANGES);
-    out += String.fromCodePoint(low + int(high - low + 1));
-  }
-  return out;
-}
+const { int, pick, bytes, text } = fuzz(SEED);
 
 /**
  * One to three random user properties, valid on the wire. (Never an empty set:

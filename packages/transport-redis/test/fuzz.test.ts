@@ -1,4 +1,5 @@
 import { type ConnectionState, DEAD_LETTER_HEADER, type Message, msgpackCodec } from '@ktransport/broker';
+import { type CodePointRange, fuzz, fuzzSeed } from '@ktransport/broker/testing';
 import { invalidTextIndex } from '@ktransport/broker/transport';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -17,39 +18,17 @@ import { open, raw, topic, waitFor } from './helpers.js';
  */
 
 const COUNT = 10_000;
-const SEED = Number(process.env.KTRANSPORT_FUZZ_SEED ?? Date.now() % 2 ** 31);
+const SEED = fuzzSeed();
 
-/** mulberry32: a small seeded generator, so that a failing run can be repeated. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-const random = generator(SEED);
-const int = (max: number): number => Math.floor(random() * max);
-const bytes = (length: number): Buffer => Buffer.from(Array.from({ length }, () => int(256)));
-
-/** Random printable text (ASCII, Latin, CJK, astral emoji). */
-function text(length: number): string {
-  const ranges: [number, number][] = [
-    [0x20, 0x7e],
-    [0xa0, 0x2ff],
-    [0x4e00, 0x9fff],
-    [0x1f600, 0x1f64f],
-  ];
-  let out = '';
-  for (let i = 0; i < length; i++) {
-    const [low, high] = ranges[int(ranges.length)] ?? [0x41, 0x5a];
-    out += String.fromCodePoint(low + int(high - low + 1));
-  }
-  return out;
-}
+const { int, bytes, text: fuzzText } = fuzz(SEED);
+/** Printable text without Greek (ASCII, Latin, CJK, astral emoji). */
+const RANGES: readonly CodePointRange[] = [
+  [0x20, 0x7e],
+  [0xa0, 0x2ff],
+  [0x4e00, 0x9fff],
+  [0x1f600, 0x1f64f],
+];
+const text = (length: number): string => fuzzText(length, RANGES);
 
 type Field = string | Buffer;
 
