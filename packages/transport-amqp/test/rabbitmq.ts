@@ -2,10 +2,10 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort, portAnswers as answers } from '@ktransport/broker/testing';
 
 /**
  * A private RabbitMQ node for the tests that stop, restart or reconfigure a
@@ -19,35 +19,8 @@ import { promisify } from 'node:util';
 const BIN = '/usr/lib/rabbitmq/bin';
 const run = promisify(execFile);
 
-/** Whether something accepts TCP connections on 127.0.0.1:`port` within `timeoutMs`. */
-export async function answers(port: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((done) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.destroy();
-        done(true);
-      });
-      socket.once('error', () => done(false));
-    });
-    if (ok) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** A port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? done(address.port) : fail(new Error('no port'))));
-    });
-  });
-}
+/** Ports of private brokers: the conformance kit's helpers, re-exported for this package's tests. */
+export { freePort, portAnswers as answers } from '@ktransport/broker/testing';
 
 export interface RabbitMqOptions {
   /** Extra lines of rabbitmq.conf (TLS listeners, limits, users). */

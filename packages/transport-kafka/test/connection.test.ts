@@ -1,22 +1,11 @@
-import { createServer, type Server } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AuthenticationError, ConfigurationError, ConnectionError, type ConnectionState } from '@ktransport/broker';
-import { waitFor } from '@ktransport/broker/testing';
+import { freePort, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, type KafkaLogEntry, type KafkaSaslMechanism, KafkaServer } from '@ktransport/transport-kafka';
 import { createTopic, defined, fast, KAFKA, KAFKA_SASL, SASL_PASSWORD, SASL_USER, sharedKafka, unique } from './helpers.js';
 
 const kafka = sharedKafka();
 let closedPort: number;
-
-/** A port on loopback that nobody listens on. */
-async function freePort(): Promise<number> {
-  const server: Server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 beforeAll(async () => {
   closedPort = await freePort();

@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort, portAnswers as answers } from '@ktransport/broker/testing';
 
 /**
  * Real Mosquitto brokers for the tests: the shared instance on 127.0.0.1:1883
@@ -38,35 +38,8 @@ function binary(): string | undefined {
   return undefined;
 }
 
-/** Whether 127.0.0.1:port accepts a TCP connection within `timeoutMs`. */
-export async function answers(port: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((done) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.destroy();
-        done(true);
-      });
-      socket.once('error', () => done(false));
-    });
-    if (ok) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** A port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? done(address.port) : fail(new Error('no port'))));
-    });
-  });
-}
+/** Ports of private brokers: the conformance kit's helpers, re-exported for this package's tests. */
+export { freePort, portAnswers as answers } from '@ktransport/broker/testing';
 
 export interface MosquittoOptions {
   /** Extra lines for the listener (cafile, certfile, require_certificate, ...). */

@@ -1,9 +1,9 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort, portAnswers as answers } from '@ktransport/broker/testing';
 
 /**
  * Real Redis servers for the tests: the machine's server on 127.0.0.1:6379
@@ -32,35 +32,8 @@ export function ensureRedis(): Promise<void> {
   return ensured;
 }
 
-/** Whether 127.0.0.1:port accepts a TCP connection within `timeoutMs`. */
-export async function answers(port: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((done) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.destroy();
-        done(true);
-      });
-      socket.once('error', () => done(false));
-    });
-    if (ok) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** A port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? done(address.port) : fail(new Error('no port'))));
-    });
-  });
-}
+/** Ports of private brokers: the conformance kit's helpers, re-exported for this package's tests. */
+export { freePort, portAnswers as answers } from '@ktransport/broker/testing';
 
 export interface PrivateRedisOptions {
   /**
