@@ -8,8 +8,11 @@ import {
   DecodeError,
   DrainTimeoutError,
   type Handler,
+  type Message,
   type ObservableConnection,
   PublishError,
+  type RequestOptions,
+  type Requester,
   type SubscribeOptions,
   type Subscription,
   type SubscriptionLoad,
@@ -22,6 +25,7 @@ import {
   loadedSubscription,
   MessagePipeline,
   type OutgoingMessage,
+  RequestClient,
   type StopResult,
 } from '@ktransport/broker/transport';
 import { toPublishError, toSubscribeError } from './errors.js';
@@ -34,6 +38,17 @@ type Schema = NonNullable<SubscribeOptions['schema']>;
 type SchemaOutput<S extends Schema> = NonNullable<S['~standard']['types']>['output'];
 type Phase = 'idle' | 'connecting' | 'open' | 'draining';
 
+/** Marks a reply's publish: its topic is the request's `reply-to`, a stream key used as it is (no keyPrefix). */
+const REPLY: unique symbol = Symbol('ktransport.redis.reply');
+type SendOptions = RedisPublishOptions & { readonly [REPLY]?: true };
+
+/** A requester's reply stream key after keyPrefix: `ktransport:reply:<uuid>`. */
+const REPLY_STREAM_PREFIX = 'ktransport:reply:';
+/** Shortest time to live of a reply stream, in seconds; longer when a request waits longer (its timeoutMs + 60 s). */
+const REPLY_STREAM_TTL_S = 300;
+/** A reply's XADD trims the reply stream to about this many entries (MAXLEN ~): the bound of a stream nobody reads. */
+const REPLY_STREAM_MAXLEN = 10_000;
+
 /**
  * A Broker over Redis Streams (@redis/client). A topic is a stream key
  * (`keyPrefix` + topic); `publish` is XADD and resolves with Redis' answer.
@@ -42,11 +57,18 @@ type Phase = 'idle' | 'connecting' | 'open' | 'draining';
  * abandoned entries); one without reads new entries with XREAD. See the
  * package README for the semantics.
  */
-export class RedisBroker implements Broker, ObservableConnection {
+export class RedisBroker implements Broker, Requester, ObservableConnection {
   readonly system = 'redis';
   readonly #options: ResolvedOptions;
   readonly #pipeline: MessagePipeline;
-  readonly #publish: (topic: string, body: unknown, options?: RedisPublishOptions) => Promise<void>;
+  readonly #publish: (topic: string, body: unknown, options?: SendOptions) => Promise<void>;
+  readonly #requests: RequestClient;
+  /** This connection's reply stream once its reading is set up; deleted at disconnect. */
+  #replyKey: string | undefined;
+  /** The reply stream's time to live (seconds): REPLY_STREAM_TTL_S, or the longest request timeout + 60 s. */
+  #replyTtl = REPLY_STREAM_TTL_S;
+  /** When and with which time to live the reply stream's expiry was last set. */
+  #expiry = { at: 0, ttl: 0 };
   readonly #readers = new Set<StreamReader>();
   readonly #listeners = new Set<(state: ConnectionState) => void>();
   /** Names this process' consumers: host, pid and a random part, then a counter per subscription. */
@@ -60,7 +82,21 @@ export class RedisBroker implements Broker, ObservableConnection {
   constructor(options: RedisBrokerOptions = {}) {
     this.#options = resolveOptions(options);
     this.#pipeline = new MessagePipeline(this.system, options);
-    this.#publish = this.#pipeline.publisher<RedisPublishOptions>((message) => this.#send(message));
+    this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#send(message));
+    this.#requests = new RequestClient(
+      {
+        publish: (topic, body, publishOptions) => this.publish(topic, body, publishOptions),
+        // The reply topic is the full stream key (keyPrefix included): it is what the `reply-to` field carries.
+        subscribe: (key, handler, subscribeOptions) => this.#subscribe(key, key, handler, subscribeOptions, true),
+      },
+      {
+        codecs: this.#pipeline.codecs,
+        defaultCodec: this.#pipeline.defaultCodec,
+        replyTopic: () => `${this.#options.keyPrefix}${REPLY_STREAM_PREFIX}${randomUUID()}`,
+        // Replies are only handed to their waiting request: no reason to take them one at a time.
+        subscribeOptions: { concurrency: 16 },
+      },
+    );
   }
 
   get state(): ConnectionState {
@@ -111,6 +147,7 @@ export class RedisBroker implements Broker, ObservableConnection {
     if (this.#connecting) await this.#connecting.catch(() => undefined);
     if (this.#phase !== 'open') return;
     this.#phase = 'draining';
+    this.#requests.close(new ConnectionError(`disconnected from ${this.#options.displayUrl} before the reply arrived`));
     const readers = [...this.#readers];
     this.#readers.clear();
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
@@ -122,6 +159,7 @@ export class RedisBroker implements Broker, ObservableConnection {
         return result;
       }),
     );
+    await this.#deleteReplies();
     await this.#main?.close(true);
     this.#main = undefined;
     this.#phase = 'idle';
@@ -163,6 +201,83 @@ export class RedisBroker implements Broker, ObservableConnection {
   }
 
   /**
+   * Publishes a request and resolves with its reply (see `Requester`), the
+   * reply's body validated by `options.schema` and typed by its output.
+   * Otherwise as the signature without a schema.
+   */
+  request<S extends Schema>(
+    topic: string,
+    body: unknown,
+    options: RequestOptions<S> & RedisPublishOptions & { schema: S },
+  ): Promise<Message<SchemaOutput<S>>>;
+  /**
+   * Publishes a request to the stream `keyPrefix + topic` and resolves with
+   * its reply, its body decoded by its content type. The entry carries the
+   * fields `reply-to` (this connection's reply stream, the key
+   * `keyPrefix + "ktransport:reply:<uuid>"`, made on the first request and read
+   * with XREAD) and `correlation-id` (a random UUID); the reply is the entry a
+   * responder adds to that stream with the same `correlation-id`. The reply
+   * stream expires after `max(300 s, the longest timeoutMs + 60 s)` without
+   * requests and is deleted by `disconnect()`. Rejects with a TimeoutError
+   * when no reply came within `timeoutMs` (default 30,000), a RemoteError
+   * when the responder failed, a ConnectionError when not connected or
+   * disconnected meanwhile, and as `publish` when the request is not sent.
+   */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions & RedisPublishOptions): Promise<Message<T>>;
+  request(topic: string, body: unknown, options?: RequestOptions & RedisPublishOptions): Promise<Message> {
+    const timeoutMs = options?.timeoutMs;
+    if (typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs > 0) {
+      this.#replyTtl = Math.max(this.#replyTtl, Math.ceil(timeoutMs / 1_000) + 60);
+    }
+    return this.#refreshReplies().then(() => this.#requests.request(topic, body, options));
+  }
+
+  /**
+   * Makes the reply stream, empty (an XADD trimmed to nothing at once: a
+   * stream with no entries, only its last id), with its expiry; the
+   * subscription then reads it from its start, so no reply is missed.
+   */
+  async #makeReplyStream(main: Link, key: string): Promise<void> {
+    await main.client.sendCommand(['XADD', key, 'MAXLEN', '0', '*', 'ktransport', 'reply-stream']);
+    await main.client.sendCommand(['EXPIRE', key, String(this.#replyTtl)]);
+    this.#expiry = { at: Date.now(), ttl: this.#replyTtl };
+  }
+
+  /**
+   * Keeps the reply stream alive while it is used: sets its expiry again when a
+   * tenth of its time to live has passed since the last time, or a request
+   * waits longer than it allows; makes it again (empty) when it expired
+   * meanwhile. Failures are left to the request's own publish to report.
+   */
+  async #refreshReplies(): Promise<void> {
+    const key = this.#replyKey;
+    const main = this.#main;
+    if (key === undefined || main === undefined || this.#phase !== 'open') return;
+    const ttl = this.#replyTtl;
+    if (ttl === this.#expiry.ttl && Date.now() - this.#expiry.at < ttl * 100) return;
+    try {
+      const set = await main.client.sendCommand<number>(['EXPIRE', key, String(ttl)]);
+      if (set === 0 && this.#replyKey === key) await this.#makeReplyStream(main, key);
+      else this.#expiry = { at: Date.now(), ttl };
+    } catch {
+      // not connected: the request's publish fails the same way, with a typed error
+    }
+  }
+
+  /** Deletes this connection's reply stream (within 2 s; left to its expiry when Redis does not answer). */
+  async #deleteReplies(): Promise<void> {
+    const key = this.#replyKey;
+    const main = this.#main;
+    this.#replyKey = undefined;
+    this.#expiry = { at: 0, ttl: 0 };
+    if (key === undefined || main === undefined || !main.ready) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)));
+    await Promise.race([main.client.sendCommand(['DEL', key]).catch(() => undefined), late]);
+    clearTimeout(timer);
+  }
+
+  /**
    * Consumes the stream `topic` with each body validated by `options.schema` and
    * typed by its output. A body that fails the schema is not retried: it goes to
    * `deadLetter`, or without one is delivered again and again. Otherwise as the
@@ -186,7 +301,18 @@ export class RedisBroker implements Broker, ObservableConnection {
    * ConnectionError when not connected.
    */
   subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: RedisSubscribeOptions): Promise<Subscription & SubscriptionLoad>;
-  async subscribe(topic: string, handler: Handler<never>, options: RedisSubscribeOptions = {}): Promise<Subscription & SubscriptionLoad> {
+  subscribe(topic: string, handler: Handler<never>, options: RedisSubscribeOptions = {}): Promise<Subscription & SubscriptionLoad> {
+    return this.#subscribe(topic, this.#options.keyPrefix + topic, handler, options, false);
+  }
+
+  /** A subscription to the stream `key`; `replies`: the requester's reply stream, made here (empty, with its expiry), read from its start. */
+  async #subscribe(
+    topic: string,
+    key: string,
+    handler: Handler<never>,
+    options: RedisSubscribeOptions,
+    replies: boolean,
+  ): Promise<Subscription & SubscriptionLoad> {
     const main = this.#main;
     if (this.#phase !== 'open' || !main) throw new ConnectionError(`cannot subscribe to ${headerText(topic, 200)}: redis broker is not connected`);
     if (typeof topic !== 'string' || topic.length === 0) throw new ConfigurationError('topic must be a non-empty string');
@@ -199,7 +325,9 @@ export class RedisBroker implements Broker, ObservableConnection {
       throw new ConfigurationError('fromBeginning needs a group: a subscription without one reads what is added after subscribe()');
     }
     const deadLetter = MessagePipeline.deadLetterVia((t, body, o) => this.#publish(t, body, o));
-    const consumer = this.#pipeline.consumer(topic, handler, options, deadLetter);
+    // Answers requests: the reply goes to the stream key the request's `reply-to` field names, as it is.
+    const reply = replies ? undefined : MessagePipeline.deadLetterVia((t, body, o) => this.#publish(t, body, { ...o, [REPLY]: true }));
+    const consumer = this.#pipeline.consumer(topic, handler, options, deadLetter, reply);
     const { schema: _schema, codec: _codec, ...plain } = options;
     const malformed = this.#pipeline.consumer(
       topic,
@@ -209,7 +337,6 @@ export class RedisBroker implements Broker, ObservableConnection {
       { ...plain, codec: 'bytes' },
       deadLetter,
     );
-    const key = this.#options.keyPrefix + topic;
     const reader = new Link(this.#options, `ktransport-${this.#instance}-reader`);
     const consumerName = `${this.#instance}-${++this.#subscriptions}`;
     const streamReader = new StreamReader({
@@ -223,8 +350,10 @@ export class RedisBroker implements Broker, ObservableConnection {
       main,
       reader,
       log: this.#options.logger,
+      replies,
     });
     try {
+      if (replies) await this.#makeReplyStream(main, key);
       await reader.open();
       await streamReader.start();
     } catch (error) {
@@ -232,6 +361,7 @@ export class RedisBroker implements Broker, ObservableConnection {
       throw toSubscribeError(topic, error, this.#options.displayUrl, this.#options.redact);
     }
     this.#readers.add(streamReader);
+    if (replies) this.#replyKey = key;
     const engine = streamReader.engine;
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
     return loadedSubscription({
@@ -247,15 +377,16 @@ export class RedisBroker implements Broker, ObservableConnection {
     });
   }
 
-  #send(message: OutgoingMessage<RedisPublishOptions>): Promise<void> {
+  #send(message: OutgoingMessage<SendOptions>): Promise<void> {
     const main = this.#main;
     const { topic } = message;
-    const key = this.#options.keyPrefix + topic;
+    const isReply = message.options[REPLY] === true;
+    const key = isReply ? topic : this.#options.keyPrefix + topic;
     if (!main) return Promise.reject(new ConnectionError(`cannot publish to ${headerText(topic, 200)}: redis broker is not connected`));
     let args: (string | Buffer)[];
     try {
       const fields = toFields(topic, message.payload, message.headers, message.key);
-      const maxLen = message.options.maxLen;
+      const maxLen = isReply ? REPLY_STREAM_MAXLEN : message.options.maxLen;
       args = maxLen === undefined ? ['XADD', key, '*', ...fields] : ['XADD', key, 'MAXLEN', '~', String(maxLen), '*', ...fields];
     } catch (error) {
       return Promise.reject(error);

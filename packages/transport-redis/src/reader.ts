@@ -43,6 +43,12 @@ export interface ReaderOptions {
   /** This subscription's own link: blocking reads only. */
   readonly reader: Link;
   readonly log: (entry: RedisLogEntry) => void;
+  /**
+   * A requester's reply stream: plain XREAD from its first entry (the stream was
+   * made empty just before), and each entry read is deleted (XDEL) so that the
+   * stream never holds more than the replies not read yet.
+   */
+  readonly replies?: boolean;
 }
 
 /**
@@ -94,7 +100,7 @@ export class StreamReader {
   async start(): Promise<void> {
     const { group, key, main } = this.#o;
     if (group) await this.#createGroup(group.fromBeginning ? '0' : '$');
-    else {
+    else if (!this.#o.replies) {
       const last = await main.client.sendCommand<unknown[]>(['XREVRANGE', key, '+', '-', 'COUNT', '1']);
       const entry = last[0];
       if (Array.isArray(entry)) this.#lastId = String(entry[0]);
@@ -244,9 +250,17 @@ export class StreamReader {
       if (plain) {
         const last: unknown = entries[entries.length - 1];
         if (Array.isArray(last)) this.#lastId = String(last[0]);
+        if (this.#o.replies) this.#deleteRead(entries);
       }
       this.#deliverEntries(entries, false);
     }
+  }
+
+  /** Deletes replies once read (not waited for: a failure only leaves them until the stream is deleted or expires). */
+  #deleteRead(entries: readonly unknown[]): void {
+    const ids = entries.flatMap((entry) => (Array.isArray(entry) ? [String(entry[0])] : []));
+    if (ids.length === 0 || !this.#o.main.ready) return;
+    this.#o.main.client.sendCommand(['XDEL', this.#o.key, ...ids]).catch(() => undefined);
   }
 
   #deliverEntries(entries: readonly unknown[], claimed: boolean, deliveries?: Map<string, number>): void {
