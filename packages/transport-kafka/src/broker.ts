@@ -6,18 +6,30 @@ import {
   type ConnectionState,
   DrainTimeoutError,
   type Handler,
+  type Message,
   type ObservableConnection,
   PublishError,
+  type RequestOptions,
+  type Requester,
   type SubscribeOptions,
   type Subscription,
   type SubscriptionLoad,
 } from '@ktransport/broker';
-import { asBuffer, assertPublishTopic, hasWildcard, loadedSubscription, MessagePipeline, type OutgoingMessage } from '@ktransport/broker/transport';
+import {
+  asBuffer,
+  assertPublishTopic,
+  hasWildcard,
+  headerText,
+  loadedSubscription,
+  MessagePipeline,
+  type OutgoingMessage,
+  RequestClient,
+} from '@ktransport/broker/transport';
 import type { Admin, Message as KafkaRecord } from 'kafkajs';
 import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
-import { createKafka } from './client.js';
+import { createKafka, safeLog } from './client.js';
 import { GroupSubscriber } from './consumer.js';
-import { isStartRetriable, toConnectionError, toSubscribeError } from './errors.js';
+import { describe, isStartRetriable, toConnectionError, toSubscribeError } from './errors.js';
 import { recordSize } from './headers.js';
 import {
   isValidTopic,
@@ -33,6 +45,14 @@ import { BatchingProducer } from './producer.js';
 type Schema = NonNullable<SubscribeOptions['schema']>;
 type SchemaOutput<S extends Schema> = NonNullable<S['~standard']['types']>['output'];
 
+/** Prefix of the reply topics requesters create (a Kafka name: `ktransport.reply.<uuid>`). */
+const REPLY_TOPIC_PREFIX = 'ktransport.reply.';
+
+/** A publish option of the broker's own: the topic is a Kafka topic name as it is (a reply's `reply-to`), not passed through `topicName`. */
+const KAFKA_NAME: unique symbol = Symbol('ktransport.kafka.name');
+
+type SendOptions = KafkaPublishOptions & { readonly [KAFKA_NAME]?: true };
+
 /**
  * A Broker over Apache Kafka (kafkajs). `publish` resolves once the brokers
  * acknowledged the record (acks -1, idempotent producer by default). Each
@@ -40,13 +60,16 @@ type SchemaOutput<S extends Schema> = NonNullable<S['~standard']['types']>['outp
  * generated one so that every such subscriber sees every message); offsets are
  * committed only after the handler succeeded and never past a failed message.
  */
-export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
+export class KafkaBroker implements Broker, Requester, ObservableConnection, TopicAdmin {
   readonly system = 'kafka';
   readonly #options: ResolvedOptions;
   readonly #pipeline: MessagePipeline;
   readonly #kafka: ReturnType<typeof createKafka>;
   readonly #producer: BatchingProducer;
-  readonly #publish: (topic: string, body: unknown, options?: KafkaPublishOptions) => Promise<void>;
+  readonly #publish: (topic: string, body: unknown, options?: SendOptions) => Promise<void>;
+  readonly #requests: RequestClient;
+  /** Reply topics this broker created since it connected: deleted at `disconnect()`. */
+  readonly #replyTopics = new Set<string>();
   readonly #subscribers = new Set<GroupSubscriber>();
   /** Parts that are failing (producer, consumers, the health probe): `state` is `reconnecting` while any is. */
   readonly #unhealthy = new Set<object>();
@@ -67,7 +90,15 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     this.#kafka = createKafka(this.#options);
     this.#producer = new BatchingProducer(this.#kafka, this.#options, (healthy) => this.#health(this.#producerHealth, healthy));
     if (this.#options.healthCheckIntervalMs > 0) this.#probe = new ClusterProbe(this.#options, (reachable) => this.#probed(reachable));
-    this.#publish = this.#pipeline.publisher<KafkaPublishOptions>((message) => this.#send(message));
+    this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#send(message));
+    // Requests go out as any publish; the reply topic is a Kafka name of this connection's own, made and read by #subscribeReplies.
+    this.#requests = new RequestClient(
+      {
+        publish: (topic, body, publishOptions) => this.publish(topic, body, publishOptions),
+        subscribe: (topic, handler, o) => this.#subscribeReplies(topic, handler, o),
+      },
+      { codecs: this.#pipeline.codecs, defaultCodec: this.#pipeline.defaultCodec, replyTopic: () => `${REPLY_TOPIC_PREFIX}${randomUUID()}` },
+    );
   }
 
   get state(): ConnectionState {
@@ -171,12 +202,14 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
   }
 
   async #disconnect(): Promise<void> {
+    this.#requests.close(new ConnectionError(`disconnected from Kafka at ${this.#options.brokers.join(',')} before the reply arrived`));
     await this.#connecting?.catch(() => undefined);
     await this.#probe?.stop();
     const drainTimeoutMs = this.#pipeline.drainTimeoutMs;
     const subscribers = [...this.#subscribers];
     this.#subscribers.clear();
     const results = await Promise.all(subscribers.map((s) => s.stop(drainTimeoutMs)));
+    await this.#deleteReplyTopics();
     await this.#producer.close();
     await this.#admin?.disconnect().catch(() => undefined);
     this.#admin = undefined;
@@ -246,6 +279,20 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     if (!this.#usable() || !admin || this.#closing) throw new ConnectionError(`cannot subscribe to ${topic}: Kafka broker is not connected`);
     if (typeof topic === 'string' && hasWildcard(topic)) throw new ConfigurationError(`cannot subscribe to "${topic}": Kafka topics have no wildcards`);
     const kafkaTopic = this.#kafkaTopic(topic, (message) => new ConfigurationError(message));
+    // Its handlers answer requests: the reply goes to the `reply-to` Kafka topic as it is named there.
+    const reply = MessagePipeline.deadLetterVia((t, body, o) => this.#publish(t, body, { ...o, [KAFKA_NAME]: true }));
+    return this.#subscribe(admin, topic, kafkaTopic, handler, options, reply);
+  }
+
+  /** Starts a subscription to the Kafka topic `kafkaTopic` (`topic` as the application named it). */
+  async #subscribe(
+    admin: Admin,
+    topic: string,
+    kafkaTopic: string,
+    handler: Handler<never>,
+    options: KafkaSubscribeOptions,
+    reply: ReturnType<typeof MessagePipeline.deadLetterVia> | undefined,
+  ): Promise<Subscription & SubscriptionLoad> {
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     if (options.group !== undefined && (typeof options.group !== 'string' || options.group.length === 0)) {
@@ -257,6 +304,7 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
       handler,
       { ...options, group: groupId },
       MessagePipeline.deadLetterVia((t, body, o) => this.#publish(t, body, o)),
+      reply,
     );
     const health = {};
     const subscriber = new GroupSubscriber({
@@ -295,6 +343,68 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     });
   }
 
+  /**
+   * Publishes a request and resolves with its reply (see `Requester`). The
+   * request carries the headers `reply-to`, this broker's own reply topic
+   * `ktransport.reply.<uuid>` (a Kafka name, created with one partition and
+   * subscribed on the first request, new after every `connect()`, deleted at
+   * `disconnect()`), and `correlation-id`, a random UUID; the reply comes back
+   * there with the same `correlation-id`. Rejects with a TimeoutError when no
+   * reply came within `timeoutMs`, a RemoteError when the responder failed, a
+   * ConnectionError when the broker disconnects first, an AdminError when the
+   * reply topic cannot be created.
+   */
+  request<S extends Schema>(topic: string, body: unknown, options: RequestOptions<S> & KafkaPublishOptions & { schema: S }): Promise<Message<SchemaOutput<S>>>;
+  /** Publishes a request and resolves with its reply, its body decoded by its content type. */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions & KafkaPublishOptions): Promise<Message<T>>;
+  request(topic: string, body: unknown, options?: RequestOptions & KafkaPublishOptions): Promise<Message> {
+    return this.#requests.request(topic, body, options);
+  }
+
+  /**
+   * The requester's reply subscription: creates the Kafka topic `topic` (one
+   * partition, through the admin client: auto-creation may be off) and reads it
+   * from its beginning (it is new and empty) in a generated group, so that a
+   * reply published before the group settled is read too.
+   */
+  async #subscribeReplies(topic: string, handler: Handler<Uint8Array>, options: SubscribeOptions): Promise<Subscription> {
+    const admin = this.#admin;
+    if (!this.#usable() || !admin || this.#closing) throw new ConnectionError(`cannot subscribe to the reply topic ${topic}: Kafka broker is not connected`);
+    this.#replyTopics.add(topic);
+    try {
+      await createTopics(admin, { topic, partitions: 1 }, this.#options.redact);
+    } catch (error) {
+      // Not kept for disconnect(): the next request makes a topic of another name.
+      this.#replyTopics.delete(topic);
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+      throw error;
+    }
+    if (this.#closing || this.#admin !== admin) {
+      // disconnect() began meanwhile and may have missed it.
+      await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+      throw new ConnectionError(`cannot subscribe to the reply topic ${topic}: Kafka broker disconnected`);
+    }
+    return this.#subscribe(admin, topic, topic, handler, { ...options, fromBeginning: true }, undefined);
+  }
+
+  /** Best effort: a topic left behind (the brokers away) is logged; it holds only replies. */
+  async #deleteReplyTopics(): Promise<void> {
+    const topics = [...this.#replyTopics];
+    this.#replyTopics.clear();
+    const admin = this.#admin;
+    if (topics.length === 0 || !admin) return;
+    try {
+      await admin.deleteTopics({ topics, timeout: 5_000 });
+    } catch (error) {
+      safeLog(this.#options.logger, {
+        level: 'warn',
+        namespace: 'ktransport',
+        message: this.#options.redact(`deleting the reply topics ${topics.join(', ')} failed: ${describe(error)}; delete them with kafka-topics.sh --delete`),
+        fields: { topics },
+      });
+    }
+  }
+
   /** Creates the topics that do not exist yet; rejects with AdminError (or ConfigurationError for bad specs). */
   async createTopics(topics: TopicSpec | readonly TopicSpec[]): Promise<void> {
     if (!this.#usable() || !this.#admin) throw new ConnectionError('cannot create topics: Kafka broker is not connected');
@@ -321,11 +431,11 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     return name;
   }
 
-  #send(message: OutgoingMessage<KafkaPublishOptions>): Promise<void> {
+  #send(message: OutgoingMessage<SendOptions>): Promise<void> {
     const { payload } = message;
     let topic: string;
     try {
-      topic = this.#kafkaTopic(message.topic, (m) => new PublishError(message.topic, m));
+      topic = message.options[KAFKA_NAME] ? this.#replyTopic(message.topic) : this.#kafkaTopic(message.topic, (m) => new PublishError(message.topic, m));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -337,6 +447,17 @@ export class KafkaBroker implements Broker, ObservableConnection, TopicAdmin {
     if (message.key !== undefined) record.key = message.key;
     if (message.options.partition !== undefined) record.partition = message.options.partition;
     return this.#producer.send(topic, record, recordSize(payload, message.key, message.headers));
+  }
+
+  /** A reply's `reply-to`, a Kafka topic name as the requester wrote it: checked, not mapped. */
+  #replyTopic(topic: string): string {
+    if (!isValidTopic(topic)) {
+      throw new PublishError(
+        topic,
+        `cannot reply to "${headerText(topic, 300)}": the reply-to header is not a Kafka topic name (1-249 of [a-zA-Z0-9._-]); the reply was not sent`,
+      );
+    }
+    return topic;
   }
 
   #usable(): boolean {

@@ -50,6 +50,7 @@ describe('KafkaBroker conformance', () => {
       orderingPerKey: true,
       redelivery: true,
       intakeBound: MAX_QUEUED_PER_PARTITION * PARTITIONS,
+      requestReply: true,
     },
     prepareTopic: async (topic) => void (await createTopic(defined(admin, 'the admin client'), topic, PARTITIONS)),
     restartBroker: () => kafka.restart(),
