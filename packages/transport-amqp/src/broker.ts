@@ -1,13 +1,26 @@
-import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription } from '@ktransport/broker';
+import { randomUUID } from 'node:crypto';
+import type { Broker, ConnectionState, Handler, Message, ObservableConnection, RequestOptions, Requester, Subscription } from '@ktransport/broker';
 import { BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, SubscribeError } from '@ktransport/broker';
-import { DeliveryEngine, headerText, loadedSubscription, MessagePipeline, redactSecrets, type StopResult } from '@ktransport/broker/transport';
+import {
+  DeliveryEngine,
+  headerText,
+  loadedSubscription,
+  MessagePipeline,
+  redactSecrets,
+  RequestClient,
+  type RequestWire,
+  type StopResult,
+} from '@ktransport/broker/transport';
 import amqplib, { type ChannelModel, type SocketOptions } from 'amqplib';
 import { bounded, Consumer } from './consumer.js';
 import { connectFailure, replyCode } from './errors.js';
-import { bindingKey, groupQueue, routingKey } from './headers.js';
+import { bindingKey, groupQueue, replyQueue, routingKey } from './headers.js';
 import type { AmqpBrokerOptions, AmqpPublishOptions, AmqpSubscribeOptions, InferOutput, ResolvedOptions, Schema } from './options.js';
 import { prefetch, resolveOptions } from './options.js';
-import { Publisher } from './publisher.js';
+import { Publisher, type SendOptions, TO_QUEUE } from './publisher.js';
+
+/** Prefix of a requester's reply queue: `ktransport.reply.<uuid>`. */
+const REPLY_QUEUE_PREFIX = 'ktransport.reply.';
 
 type Phase = 'idle' | 'connecting' | 'open' | 'draining' | 'closing';
 
@@ -20,14 +33,17 @@ type Phase = 'idle' | 'connecting' | 'open' | 'draining' | 'closing';
  * redelivery, drain); a message is acknowledged only once handled. Publishes
  * go through publisher confirms. See the package README for the semantics.
  */
-export class AmqpBroker implements Broker, ObservableConnection {
+export class AmqpBroker implements Broker, Requester, ObservableConnection {
   /** `messaging.system` of spans and metrics: OpenTelemetry's value for RabbitMQ. */
   readonly system = 'rabbitmq';
   readonly #options: ResolvedOptions;
   readonly #socketOptions: SocketOptions;
   readonly #pipeline: MessagePipeline;
   readonly #publisher: Publisher;
-  readonly #publish: (topic: string, body: unknown, options?: AmqpPublishOptions) => Promise<void>;
+  readonly #publish: (topic: string, body: unknown, options?: SendOptions) => Promise<void>;
+  /** Replies to requests: to the queue named by `reply-to`, through the default exchange. */
+  readonly #reply = MessagePipeline.deadLetterVia((queue, body, options) => this.#publish(queue, body, { ...options, [TO_QUEUE]: true }));
+  readonly #requests: RequestClient;
   /** Every subscription whose engine may still hold deliveries. */
   readonly #consumers = new Set<Consumer>();
   readonly #listeners = new Set<(state: ConnectionState) => void>();
@@ -41,7 +57,17 @@ export class AmqpBroker implements Broker, ObservableConnection {
     this.#options = resolveOptions(options);
     this.#pipeline = new MessagePipeline(this.system, options);
     this.#publisher = new Publisher(this.#options);
-    this.#publish = this.#pipeline.publisher<AmqpPublishOptions>((message) => this.#publisher.send(message));
+    this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#publisher.send(message));
+    // The requester publishes on the exchange as any publish, and takes replies from a queue of its own (not bound).
+    const wire: RequestWire = {
+      publish: (topic, body, options) => this.publish(topic, body, options),
+      subscribe: (queue, handler) => this.#subscribeReplies(queue, handler),
+    };
+    this.#requests = new RequestClient(wire, {
+      codecs: this.#pipeline.codecs,
+      defaultCodec: this.#pipeline.defaultCodec,
+      replyTopic: () => REPLY_QUEUE_PREFIX + randomUUID(),
+    });
     const socket: SocketOptions = { timeout: this.#options.connectTimeoutMs, noDelay: true, clientProperties: { connection_name: 'ktransport' } };
     const tls = options.tls;
     if (tls) {
@@ -227,6 +253,7 @@ export class AmqpBroker implements Broker, ObservableConnection {
     if (this.#connecting) await this.#connecting.catch(() => undefined);
     if (this.#phase !== 'open') return;
     this.#phase = 'draining';
+    this.#requests.close(new ConnectionError(`disconnected from ${this.#options.displayUrl} before the reply arrived`));
     clearTimeout(this.#reconnectTimer);
     const consumers = [...this.#consumers];
     await Promise.all(consumers.map((consumer) => consumer.cancel(this.#options.connectTimeoutMs)));
@@ -274,6 +301,21 @@ export class AmqpBroker implements Broker, ObservableConnection {
   }
 
   /**
+   * Publishes a request and resolves with its reply (see `Requester`). The
+   * request goes to `topic` on the exchange like any publish, with the AMQP
+   * replyTo property set to this broker's own reply queue
+   * (`ktransport.reply.<uuid>`: exclusive, auto-delete, declared on the first
+   * request and new after every `connect()`) and a random correlationId; the
+   * reply comes back to that queue through the default exchange.
+   */
+  request<S extends Schema>(topic: string, body: unknown, options: RequestOptions<S> & AmqpPublishOptions & { schema: S }): Promise<Message<InferOutput<S>>>;
+  /** Publishes a request and resolves with its reply, its body decoded by its content type. */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions & AmqpPublishOptions): Promise<Message<T>>;
+  request(topic: string, body: unknown, options?: RequestOptions & AmqpPublishOptions): Promise<Message> {
+    return this.#requests.request(topic, body, options);
+  }
+
+  /**
    * Delivers messages matching the MQTT-style filter `topic` (`+` and `#`) to
    * `handler`, each body validated by `options.schema` and typed by its
    * output. A body that fails the schema is not retried: it goes to
@@ -305,9 +347,36 @@ export class AmqpBroker implements Broker, ObservableConnection {
     if (count < concurrency)
       throw new ConfigurationError(`prefetch (${count}) must be at least concurrency (${concurrency}), or handlers would wait for nothing`);
     const deadLetter = MessagePipeline.deadLetterVia((topic, body, publishOptions) => this.#publish(topic, body, publishOptions));
-    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter);
+    // A message with `reply-to` (a request) is answered on the queue it names.
+    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter, this.#reply);
     const engine = new DeliveryEngine({ consumer, concurrency, redeliveryDelayMs: this.#options.redeliveryDelayMs });
     const wire = new Consumer({ filter, group, binding, queue, prefetch: count, engine, onLost: this.#consumerLost });
+    return this.#start(model, wire);
+  }
+
+  /**
+   * The requester's reply queue (RequestWire.subscribe): `queue`
+   * (`ktransport.reply.<uuid>`) declared exclusive and auto-delete, not bound,
+   * consumed like a subscription (its own channel, opened again after a lost
+   * connection); the broker deletes it when the connection closes.
+   */
+  async #subscribeReplies(queue: string, handler: Handler<Uint8Array>): Promise<Subscription> {
+    const model = this.#model;
+    if (this.#phase !== 'open' || !model) throw new ConnectionError(`cannot take replies: amqp broker is not connected`);
+    const count = this.#options.prefetch;
+    const deadLetter = MessagePipeline.deadLetterVia(() => Promise.reject(new ConnectionError('replies are not dead-lettered')));
+    const consumer = this.#pipeline.consumer(queue, handler, { codec: 'bytes' }, deadLetter);
+    // Settling a waiting request is immediate: every reply the broker pushes is handled at once.
+    const engine = new DeliveryEngine({ consumer, concurrency: count, redeliveryDelayMs: this.#options.redeliveryDelayMs });
+    return this.#start(
+      model,
+      new Consumer({ filter: queue, group: undefined, binding: undefined, queue: replyQueue(queue), prefetch: count, engine, onLost: this.#consumerLost }),
+    );
+  }
+
+  /** Opens a subscription's consumer and returns its Subscription; a refusal rejects with a typed error. */
+  async #start(model: ChannelModel, wire: Consumer): Promise<Subscription> {
+    const { filter, group, queue, engine } = wire.spec;
     this.#consumers.add(wire);
     try {
       await this.#withTimeout(wire.open(model, this.#options.exchange), 'subscribing');

@@ -1,5 +1,5 @@
 import type { DeliveryEngine, RawMessage } from '@ktransport/broker/transport';
-import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { KEY_HEADER, receivedHeaders, topicOf } from './headers.js';
 
 /** One channel of a subscription; deliveries are acknowledged on the channel that delivered them, while it is open. */
@@ -16,9 +16,16 @@ interface Link {
 export interface ConsumerSpec {
   readonly filter: string;
   readonly group: string | undefined;
-  /** The binding key of the filter on the broker's exchange. */
-  readonly binding: string;
-  /** The group's durable queue; undefined for an exclusive, server-named queue. */
+  /**
+   * The binding key of the filter on the broker's exchange; undefined for the
+   * requester's reply queue, which is not bound (replies come through the
+   * default exchange, by its name).
+   */
+  readonly binding: string | undefined;
+  /**
+   * The group's durable queue, or the requester's reply queue (exclusive,
+   * auto-delete, named); undefined for an exclusive, server-named queue.
+   */
   readonly queue: string | undefined;
   readonly prefetch: number;
   readonly engine: DeliveryEngine;
@@ -66,9 +73,9 @@ export class Consumer {
     this.#link = link;
     try {
       await channel.prefetch(spec.prefetch, false);
-      const declared = await channel.assertQueue(spec.queue ?? '', spec.queue === undefined ? { exclusive: true } : { durable: true });
+      const declared = await channel.assertQueue(spec.queue ?? '', queueOptions(spec));
       link.queue = declared.queue;
-      await channel.bindQueue(declared.queue, exchange, spec.binding);
+      if (spec.binding !== undefined) await channel.bindQueue(declared.queue, exchange, spec.binding);
       const { consumerTag } = await channel.consume(declared.queue, (message) => this.#deliver(link, message), { noAck: false });
       link.consumerTag = consumerTag;
     } catch (error) {
@@ -135,6 +142,12 @@ export class Consumer {
     if (deleteQueue && link.queue !== undefined) await bounded(link.channel.deleteQueue(link.queue), timeoutMs);
     await bounded(link.channel.close(), timeoutMs);
   }
+}
+
+/** How a subscription's queue is declared: a group's durable, a reply queue exclusive and auto-delete, another exclusive. */
+function queueOptions(spec: ConsumerSpec): Options.AssertQueue {
+  if (spec.binding === undefined) return { exclusive: true, autoDelete: true, durable: false };
+  return spec.queue === undefined ? { exclusive: true } : { durable: true };
 }
 
 /** Waits for `promise` at most `ms`; its failure is ignored (the channel or connection is going anyway). */

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { ConfigurationError, HEADER, type Headers } from '@ktransport/broker';
+import { ConfigurationError, HEADER, type Headers, REPLY_HEADER } from '@ktransport/broker';
 import { assertFilter, assertPublishTopic, headerText } from '@ktransport/broker/transport';
 import type { ConsumeMessage, Options } from 'amqplib';
 import { InvalidHeaderError, type InvalidTextReason, InvalidTopicError } from './errors.js';
@@ -73,22 +73,37 @@ export function groupQueue(group: string, filter: string): string {
 }
 
 /**
+ * The name of the queue a reply goes to (the `reply-to` of a request), as the
+ * routing key of a publish on the default exchange: any well-formed text of at
+ * most 255 UTF-8 bytes (an AMQP short string). Throws InvalidTopicError.
+ */
+export function replyQueue(replyTo: string): string {
+  const problem = shortStringProblem(replyTo);
+  if (problem) throw new InvalidTopicError(String(replyTo), problem, String(SHORT_STRING));
+  return replyTo;
+}
+
+/**
  * AMQP publish properties for outgoing headers: `content-type` becomes the
- * contentType property, `message-id` the messageId property, the key the
- * `message-key` header, every other header an entry of the headers table
- * (`traceparent` and `tracestate` included). Every name and value is checked
- * first: what AMQP cannot carry throws InvalidHeaderError.
+ * contentType property, `message-id` the messageId property, `reply-to` the
+ * replyTo property and `correlation-id` the correlationId property
+ * (request–reply), the key the `message-key` header, every other header an
+ * entry of the headers table (`traceparent` and `tracestate` included). An
+ * empty `reply-to` asks for no reply and is left out. Every name and value is
+ * checked first: what AMQP cannot carry throws InvalidHeaderError.
  */
 export function publishProperties(topic: string, headers: Headers, key: string | undefined): Options.Publish {
   const properties: Options.Publish = { persistent: true, timestamp: Math.floor(Date.now() / 1000) };
   const table: Record<string, string> = {};
   for (const name in headers) {
     const value: unknown = headers[name];
-    if (name === HEADER.contentType || name === HEADER.messageId) {
+    if (name === HEADER.contentType || name === HEADER.messageId || name === REPLY_HEADER.replyTo || name === REPLY_HEADER.correlationId) {
       const problem = shortStringProblem(value);
       if (problem) throw new InvalidHeaderError(topic, name, 'value', problem, String(SHORT_STRING));
       if (name === HEADER.contentType) properties.contentType = value as string;
-      else properties.messageId = value as string;
+      else if (name === HEADER.messageId) properties.messageId = value as string;
+      else if (name === REPLY_HEADER.correlationId) properties.correlationId = value as string;
+      else if (value !== '') properties.replyTo = value as string;
       continue;
     }
     const problem = shortStringProblem(name);
@@ -113,20 +128,30 @@ export function publishProperties(topic: string, headers: Headers, key: string |
  * void — RabbitMQ's own `x-death` among them) are left out; the native message
  * in `raw` keeps them. The contentType and messageId properties become
  * `content-type` and `message-id`, taking precedence over table entries of
- * the same name.
+ * the same name. `reply-to` and `correlation-id` come from the replyTo and
+ * correlationId properties only: table entries of these names are left out,
+ * so that a request is answered only where its sender asked, natively.
  */
 export function receivedHeaders(message: ConsumeMessage): Headers {
   const headers: Headers = {};
   const table: unknown = message.properties.headers;
   if (table !== null && typeof table === 'object') {
     for (const [name, value] of Object.entries(table)) {
+      if (name === REPLY_HEADER.replyTo || name === REPLY_HEADER.correlationId) continue;
       const text = headerValue(value);
       if (text !== undefined) headers[name] = text;
     }
   }
-  const { contentType, messageId } = message.properties as { contentType?: unknown; messageId?: unknown };
+  const { contentType, messageId, replyTo, correlationId } = message.properties as {
+    contentType?: unknown;
+    messageId?: unknown;
+    replyTo?: unknown;
+    correlationId?: unknown;
+  };
   if (typeof contentType === 'string') headers[HEADER.contentType] = contentType;
   if (typeof messageId === 'string') headers[HEADER.messageId] = messageId;
+  if (typeof replyTo === 'string' && replyTo !== '') headers[REPLY_HEADER.replyTo] = replyTo;
+  if (typeof correlationId === 'string') headers[REPLY_HEADER.correlationId] = correlationId;
   return headers;
 }
 

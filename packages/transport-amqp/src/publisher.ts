@@ -3,8 +3,18 @@ import { BrokerError, ConnectionError, PublishError } from '@ktransport/broker';
 import { asBuffer, headerText, type OutgoingMessage } from '@ktransport/broker/transport';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { InvalidHeaderError, PayloadTooLargeError, UnroutableError } from './errors.js';
-import { publishProperties, routingKey } from './headers.js';
+import { publishProperties, replyQueue, routingKey } from './headers.js';
 import type { AmqpPublishOptions, ResolvedOptions } from './options.js';
+
+/**
+ * Publish option of the broker's own reply publishes: the topic is the name of
+ * a queue (a request's `reply-to`), and the message goes through the default
+ * exchange (`""`) with that name as routing key, as AMQP RPC clients expect.
+ */
+export const TO_QUEUE: unique symbol = Symbol('ktransport.amqp.toQueue');
+
+/** Options of `Publisher.send`: the public ones and the broker's own. */
+export type SendOptions = AmqpPublishOptions & { readonly [TO_QUEUE]?: boolean };
 
 /** One publish waiting for the broker's confirm. */
 interface Pending {
@@ -78,12 +88,18 @@ export class Publisher {
     for (const pending of [...this.#pending]) this.#settle(pending, error);
   }
 
-  send(message: OutgoingMessage<AmqpPublishOptions>): Promise<void> {
+  /**
+   * Publishes on the exchange (routing key from the topic), or with the
+   * `TO_QUEUE` option on the default exchange straight to the queue the topic
+   * names.
+   */
+  send(message: OutgoingMessage<SendOptions>): Promise<void> {
     const { topic, payload, headers, options } = message;
+    const exchange = options[TO_QUEUE] ? '' : this.#options.exchange;
     let key: string;
     let properties: Options.Publish;
     try {
-      key = routingKey(topic);
+      key = options[TO_QUEUE] ? replyQueue(topic) : routingKey(topic);
       if (payload.byteLength > this.#options.maxMessageBytes) throw new PayloadTooLargeError(topic, payload.byteLength, this.#options.maxMessageBytes);
       properties = publishProperties(topic, headers, message.key);
       if (options.mandatory) {
@@ -108,17 +124,17 @@ export class Publisher {
       this.#pending.add(pending);
       this.#sweep ??= setTimeout(this.#expire, this.#options.publishTimeoutMs);
       const link = this.#link;
-      if (link) this.#write(link, pending, key, asBuffer(payload), properties);
+      if (link) this.#write(link, pending, exchange, key, asBuffer(payload), properties);
       else {
         this.#channel().then(
-          (opened) => this.#write(opened, pending, key, asBuffer(payload), properties),
+          (opened) => this.#write(opened, pending, exchange, key, asBuffer(payload), properties),
           (error: unknown) => this.#settle(pending, this.#failure(topic, undefined, error)),
         );
       }
     });
   }
 
-  #write(link: Link, pending: Pending, key: string, content: Buffer, properties: Options.Publish): void {
+  #write(link: Link, pending: Pending, exchange: string, key: string, content: Buffer, properties: Options.Publish): void {
     if (!this.#pending.has(pending)) return;
     if (properties.mandatory && properties.messageId !== undefined) {
       pending.messageId = properties.messageId;
@@ -127,7 +143,7 @@ export class Publisher {
       else this.#mandatory.set(pending.messageId, [pending]);
     }
     try {
-      link.channel.publish(this.#options.exchange, key, content, properties, (error: unknown) => {
+      link.channel.publish(exchange, key, content, properties, (error: unknown) => {
         if (!error) this.#settle(pending, pending.returned);
         else if (error instanceof Error && error.message === 'message nacked') {
           this.#settle(pending, new PublishError(pending.topic, `the broker refused (nacked) the message for ${pending.topic}`, { retriable: true }));

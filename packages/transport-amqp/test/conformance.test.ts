@@ -24,7 +24,16 @@ describe('AmqpBroker conformance (RabbitMQ 3.10)', () => {
     // delivers in order, and the engine runs one message per key at a time. intakeBound: the broker pushes at most
     // `prefetch` unacknowledged messages to a subscription (basic.qos), and the engine holds no more than that.
     // drainFinishesQueue: false — a drain starts nothing queued and requeues it for the broker.
-    features: { wildcards: true, groups: true, persistent: true, orderingPerKey: true, redelivery: true, drainFinishesQueue: false, intakeBound: PREFETCH },
+    features: {
+      wildcards: true,
+      groups: true,
+      persistent: true,
+      orderingPerKey: true,
+      redelivery: true,
+      drainFinishesQueue: false,
+      intakeBound: PREFETCH,
+      requestReply: true,
+    },
     restartBroker: () => rabbit.restart(),
     waitMs: 10_000,
   });
