@@ -1,12 +1,20 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Broker, ConnectionState, Handler, ObservableConnection, Subscription } from '@ktransport/broker';
+import type { Broker, ConnectionState, Handler, Message, ObservableConnection, RequestOptions, Requester, Subscription } from '@ktransport/broker';
 import { type BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, PublishError, SubscribeError } from '@ktransport/broker';
-import { invalidTextIndex, loadedSubscription, MessagePipeline, type OutgoingMessage, type StopResult } from '@ktransport/broker/transport';
+import {
+  invalidTextIndex,
+  loadedSubscription,
+  MessagePipeline,
+  type OutgoingMessage,
+  type ReplyPublish,
+  RequestClient,
+  type StopResult,
+} from '@ktransport/broker/transport';
 import { type JetStreamClient, jetstream, type JetStreamManager, jetstreamManager, type PubAck } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import { createInbox, type NatsConnection } from '@nats-io/nats-core';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { describeError, InvalidHeaderError, isNoResponders, PayloadTooLargeError, toConnectionError, toPublishError } from './errors.js';
-import { KEY_HEADER, toNatsHeaders } from './headers.js';
+import { assertReplySubject, fromNatsHeaders, KEY_HEADER, toNatsHeaders } from './headers.js';
 import { Member } from './member.js';
 import type { InferOutput, NatsBrokerOptions, NatsPublishOptions, NatsSubscribeOptions, ResolvedOptions, Schema } from './options.js';
 import { deliverPolicy, groupName, resolveOptions } from './options.js';
@@ -26,7 +34,7 @@ type SendOptions = NatsPublishOptions;
  * redelivery, drain), and a message is acknowledged only after its handler
  * succeeded or it was dead-lettered. See the package README for the semantics.
  */
-export class NatsBroker implements Broker, ObservableConnection {
+export class NatsBroker implements Broker, Requester, ObservableConnection {
   readonly system = 'nats';
   readonly #options: ResolvedOptions;
   readonly #pipeline: MessagePipeline;
@@ -46,6 +54,10 @@ export class NatsBroker implements Broker, ObservableConnection {
    * accumulates while the connection stays up.
    */
   readonly #awaitingAck = new Set<(error: Error) => void>();
+  /** The requester side: its inbox is a core-NATS subscription of this connection (see #subscribeInbox). */
+  readonly #requests: RequestClient;
+  /** Sends a responder's reply: a core-NATS publish to the request's `reply-to` subject, through the publish middleware (tracing). */
+  readonly #reply: ReplyPublish;
 
   constructor(options: NatsBrokerOptions = {}) {
     this.#options = resolveOptions(options);
@@ -53,6 +65,19 @@ export class NatsBroker implements Broker, ObservableConnection {
     // Problems no caller can be told of (a consumer that could not be made again): one bounded line on stderr.
     this.#reportError = (error) => console.error(`ktransport: ${describeError(error, this.#options.secrets)}`);
     this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#send(message));
+    this.#reply = MessagePipeline.deadLetterVia(this.#pipeline.publisher<SendOptions>((message) => this.#sendReply(message)));
+    this.#requests = new RequestClient(
+      {
+        publish: (topic, body, options) => this.publish(topic, body, options),
+        subscribe: (subject, handler) => this.#subscribeInbox(subject, handler),
+      },
+      {
+        codecs: this.#pipeline.codecs,
+        defaultCodec: this.#pipeline.defaultCodec,
+        // `_INBOX.<nuid>`: no stream captures it; a new one per connection (the RequestClient forgets it on disconnect).
+        replyTopic: () => createInbox(),
+      },
+    );
   }
 
   get state(): ConnectionState {
@@ -151,6 +176,7 @@ export class NatsBroker implements Broker, ObservableConnection {
     if (this.#nc === nc) {
       // Closed by nats.js itself (e.g. credentials refused on every reconnect).
       this.#nc = undefined;
+      this.#requests.close(new ConnectionError(`the connection to NATS at ${this.#options.displayUrl} closed before the reply arrived`));
       this.#set('closed');
     }
   }
@@ -167,6 +193,7 @@ export class NatsBroker implements Broker, ObservableConnection {
     if (this.#connecting) await this.#connecting.catch(() => undefined);
     if (this.#phase !== 'open') return;
     this.#phase = 'draining';
+    this.#requests.close(new ConnectionError(`disconnected from NATS at ${this.#options.displayUrl} before the reply arrived`));
     const members = [...this.#members];
     // Both at once: the engine starts nothing queued from now on, while the last pull request runs out.
     const [results] = await Promise.all([
@@ -281,6 +308,73 @@ export class NatsBroker implements Broker, ObservableConnection {
   }
 
   /**
+   * A responder's reply: a core-NATS publish (no stream, no PubAck: at most
+   * once) to the `reply-to` subject of the request, which must be a literal
+   * subject (an InvalidHeaderError otherwise, reported to `onError`; nothing
+   * is sent and the connection is not affected). While the connection is being
+   * re-established nats.js holds it and sends it once reconnected.
+   */
+  #sendReply(message: OutgoingMessage<SendOptions>): Promise<void> {
+    const { topic: subject, payload, headers } = message;
+    try {
+      const nc = this.#nc;
+      if (!nc) throw new ConnectionError(`cannot reply to ${subject}: nats broker is not connected`);
+      assertReplySubject(subject, subject);
+      const natsHeaders = toNatsHeaders(subject, headers);
+      const limit = nc.info?.max_payload;
+      if (limit !== undefined) {
+        const size = payload.byteLength + headerBytes(headers, undefined);
+        if (size > limit) throw new PayloadTooLargeError(subject, size, limit);
+      }
+      nc.publish(subject, payload, { headers: natsHeaders });
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(toPublishError(subject, subject, error, this.#options.secrets));
+    }
+  }
+
+  /**
+   * The requester's inbox: a core-NATS subscription to `subject` on this
+   * connection (no stream captures `_INBOX.>`), each reply handed to `handler`
+   * with its headers and bytes. nats.js subscribes it again after a reconnect;
+   * it ends with the connection.
+   */
+  #subscribeInbox(subject: string, handler: Handler<Uint8Array>): Promise<Subscription> {
+    const nc = this.#nc;
+    if (this.#phase !== 'open' || !nc) return Promise.reject(new ConnectionError('cannot send a request: nats broker is not connected'));
+    const context = { attempt: 1, filter: subject, signal: new AbortController().signal, payload: new Uint8Array(0) };
+    try {
+      const inbox = nc.subscribe(subject, {
+        callback: (error, m) => {
+          if (error) return;
+          // The RequestClient's handler settles the waiting request synchronously; it never throws.
+          void handler({ topic: subject, body: m.data, headers: fromNatsHeaders(m.headers), raw: m }, { ...context, payload: m.data });
+        },
+      });
+      return Promise.resolve({ topic: subject, unsubscribe: () => Promise.resolve(inbox.unsubscribe()) });
+    } catch (error) {
+      return Promise.reject(toConnectionError(error, this.#options.displayUrl, this.#options.secrets));
+    }
+  }
+
+  /**
+   * Publishes a request and resolves with its reply (see `Requester`). The
+   * request is a JetStream publish like any other (stored, so a group gets it
+   * even while its responders are briefly down) with the `reply-to` header set
+   * to this broker's core-NATS inbox (`_INBOX.<nuid>`, subscribed on the first
+   * request and new after every `connect()`) and a random `correlation-id`
+   * header; the responder publishes the reply there with the same
+   * `correlation-id`. A reply is at most once: one lost makes the request
+   * reject with a TimeoutError after `timeoutMs`.
+   */
+  request<S extends Schema>(topic: string, body: unknown, options: RequestOptions<S> & NatsPublishOptions & { schema: S }): Promise<Message<InferOutput<S>>>;
+  /** Publishes a request and resolves with its reply, its body decoded by its content type. */
+  request<T = unknown>(topic: string, body: unknown, options?: RequestOptions & NatsPublishOptions): Promise<Message<T>>;
+  request(topic: string, body: unknown, options?: RequestOptions & NatsPublishOptions): Promise<Message> {
+    return this.#requests.request(topic, body, options);
+  }
+
+  /**
    * "No responders" to a publish: either no stream captures the subject (a
    * NoStreamError), or its stream has no leader at the moment (a JetStream
    * cluster electing one after a node failed), which may pass: the stream
@@ -330,7 +424,8 @@ export class NatsBroker implements Broker, ObservableConnection {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigurationError(`concurrency must be a whole number >= 1, got ${concurrency}`);
     const stream = await streamFor(jsm, filter, subject);
     const deadLetter = MessagePipeline.deadLetterVia((topic, body, publishOptions) => this.#publish(topic, body, publishOptions));
-    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter);
+    // Requests (a `reply-to` header) are answered by a core-NATS publish to that subject.
+    const consumer = this.#pipeline.consumer(filter, handler, options, deadLetter, this.#reply);
     const name = group === undefined ? `kt_${randomUUID().replaceAll('-', '').slice(0, 16)}` : durableName(group, subject);
     const member = new Member(
       { stream, name, durable: group !== undefined, filterSubject: subject, deliverPolicy: policy },

@@ -66,3 +66,25 @@ export function filterSubject(filter: string): string {
 export function topicOf(subject: string): string {
   return subject.includes('.') ? subject.replaceAll('.', '/') : subject;
 }
+
+/**
+ * Bound of a `reply-to` subject, in UTF-8 bytes: it goes into the control line
+ * of the reply's publish, which the server limits (4 KiB by default) and
+ * answers by closing the connection when exceeded.
+ */
+export const REPLY_SUBJECT_MAX_BYTES = 1_024;
+
+/**
+ * Why `subject` cannot be published a reply to, or undefined when it can: it
+ * must be a literal NATS subject (no wildcard `*` or `>`, no whitespace or
+ * control character, no empty token) of at most REPLY_SUBJECT_MAX_BYTES bytes.
+ */
+export function replySubjectProblem(subject: string): string | undefined {
+  if (typeof subject !== 'string' || subject.length === 0) return 'it is empty';
+  const bytes = Buffer.byteLength(subject);
+  if (bytes > REPLY_SUBJECT_MAX_BYTES) return `it has ${bytes} bytes, more than ${REPLY_SUBJECT_MAX_BYTES}`;
+  const bad = /[*>\s\p{Cc}]/u.exec(subject);
+  if (bad) return `it contains ${JSON.stringify(bad[0])} at index ${bad.index} (a reply subject has no wildcards, whitespace or control characters)`;
+  if (subject.startsWith('.') || subject.endsWith('.') || subject.includes('..')) return 'it has an empty token (a leading, trailing or double ".")';
+  return undefined;
+}

@@ -29,7 +29,8 @@ describe('NatsBroker conformance', () => {
     // redelivery: a failed message runs again in process; one given back is `nak`ed for the server to redeliver.
     // intakeBound: the server delivers at most max_ack_pending unacknowledged messages to a consumer.
     // drainFinishesQueue is not declared: a drain gives what was not started back to the server.
-    features: { wildcards: true, groups: true, persistent: true, orderingPerKey: true, redelivery: true, intakeBound: MAX_ACK_PENDING },
+    // requestReply: a request is a JetStream publish with a reply-to header naming a core-NATS inbox; replies are core publishes there.
+    features: { wildcards: true, groups: true, persistent: true, orderingPerKey: true, redelivery: true, intakeBound: MAX_ACK_PENDING, requestReply: true },
     prepareTopic: async (topic) => {
       if (!setup) throw new Error('the admin connection is not open');
       await setup.stream(topic);

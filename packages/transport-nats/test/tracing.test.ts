@@ -1,4 +1,5 @@
-import { SpanKind } from '@opentelemetry/api';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { type Context, context, type ContextManager, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Message } from '@ktransport/broker';
@@ -7,6 +8,27 @@ import { NatsBroker } from '@ktransport/transport-nats';
 import { type Admin, admin, ensureNats, fast, unique } from './helpers.js';
 
 let setup: Admin;
+
+/** The active context following async calls, as the OpenTelemetry Node SDK's context manager does. */
+class AsyncContext implements ContextManager {
+  readonly #store = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.#store.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#store.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.#store.disable();
+    return this;
+  }
+}
 
 beforeAll(async () => {
   await ensureNats();
@@ -66,5 +88,52 @@ describe('tracing across the real NATS server', () => {
       await broker.disconnect();
       await tracerProvider.shutdown();
     }
+  });
+
+  describe('with a context manager (without one, a reply’s send span has no parent)', () => {
+    beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+    afterAll(() => void context.disable());
+
+    it('a reply is part of the requester’s trace: its send span is a child of the request’s process span', async () => {
+      const exporter = new InMemorySpanExporter();
+      const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+      const broker = new NatsBroker({ ...fast, tracing: { tracerProvider } });
+      await broker.connect();
+      try {
+        const topic = unique('traced-rr');
+        await setup.stream(topic);
+        let replyTo = '';
+        await broker.subscribe<{ n: number }>(
+          topic,
+          (m) => {
+            replyTo = m.headers['reply-to'] ?? '';
+            return { square: m.body.n * m.body.n };
+          },
+          { group: unique('g') },
+        );
+        const reply = await broker.request<{ square: number }>(topic, { n: 6 }, { timeoutMs: 10_000 });
+        expect(reply.body).toEqual({ square: 36 });
+        await waitFor(
+          () => exporter.getFinishedSpans().length >= 3,
+          10_000,
+          () => `spans ${exporter.getFinishedSpans().length}`,
+        );
+        const spans = exporter.getFinishedSpans();
+        const send = spans.find((s) => s.name === `send ${topic}`);
+        const processed = spans.find((s) => s.name === `process ${topic}`);
+        const answered = spans.find((s) => s.name === `send ${replyTo}`);
+        if (!send || !processed || !answered) throw new Error(`spans: ${spans.map((s) => s.name).join(', ')}`);
+        expect(replyTo).toMatch(/^_INBOX\./);
+        expect(processed.parentSpanContext?.spanId).toBe(send.spanContext().spanId);
+        expect(answered.kind).toBe(SpanKind.PRODUCER);
+        expect(answered.spanContext().traceId).toBe(send.spanContext().traceId);
+        expect(answered.parentSpanContext?.spanId).toBe(processed.spanContext().spanId);
+        // The reply carries the trace context too.
+        expect(reply.headers.traceparent).toContain(answered.spanContext().spanId);
+      } finally {
+        await broker.disconnect();
+        await tracerProvider.shutdown();
+      }
+    });
   });
 });
