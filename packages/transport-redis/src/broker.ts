@@ -205,11 +205,7 @@ export class RedisBroker implements Broker, Requester, ObservableConnection {
    * reply's body validated by `options.schema` and typed by its output.
    * Otherwise as the signature without a schema.
    */
-  request<S extends Schema>(
-    topic: string,
-    body: unknown,
-    options: RequestOptions<S> & RedisPublishOptions & { schema: S },
-  ): Promise<Message<SchemaOutput<S>>>;
+  request<S extends Schema>(topic: string, body: unknown, options: RequestOptions<S> & RedisPublishOptions & { schema: S }): Promise<Message<SchemaOutput<S>>>;
   /**
    * Publishes a request to the stream `keyPrefix + topic` and resolves with
    * its reply, its body decoded by its content type. The entry carries the

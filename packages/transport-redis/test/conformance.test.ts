@@ -24,7 +24,17 @@ describe('RedisBroker conformance (Redis 7, streams)', () => {
     //   messages one at a time (across the members of a group, and for reclaimed entries, there is no order).
     // drainFinishesQueue: false — a drain starts nothing queued; a group's entries stay pending and are claimed later.
     // intakeBound: 50 — maxQueued; each read asks for at most the room left.
-    features: { wildcards: false, groups: true, persistent: true, orderingPerKey: true, redelivery: true, drainFinishesQueue: false, intakeBound: 50, requestReply: true },
+    // requestReply: true — a reply stream of its own per connection, read with XREAD; replies XADDed to reply-to.
+    features: {
+      wildcards: false,
+      groups: true,
+      persistent: true,
+      orderingPerKey: true,
+      redelivery: true,
+      drainFinishesQueue: false,
+      intakeBound: 50,
+      requestReply: true,
+    },
     restartBroker: () => redis.restart(),
     waitMs: 10_000,
   });

@@ -1,7 +1,29 @@
-import { SpanKind } from '@opentelemetry/api';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { type Context, context, type ContextManager, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, raw, topic, waitFor } from './helpers.js';
+
+/** What the Node SDK registers: the active context follows async calls (without one, a reply's send span has no parent). */
+class AsyncContext implements ContextManager {
+  readonly #storage = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.#storage.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#storage.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.#storage.disable();
+    return this;
+  }
+}
 
 describe('tracing across Redis', () => {
   it('makes the process span a child of the send span, through the traceparent field of the entry', async () => {
@@ -51,5 +73,42 @@ describe('tracing across Redis', () => {
     const client = await raw();
     const [[, fields] = ['', []]] = await client.sendCommand<[Buffer, Buffer[]][]>(['XRANGE', t, '-', '+']);
     expect(fields.map(String)).toContain('traceparent');
+  });
+});
+
+describe('tracing of request–reply across Redis', () => {
+  beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+  afterAll(() => void context.disable());
+
+  it('keeps the reply in the requester’s trace: send request → process → send reply → process reply, through the entries’ traceparent fields', async () => {
+    const exporter = new InMemorySpanExporter();
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const requester = await open({ tracing: { tracerProvider } });
+    const responder = await open({ tracing: { tracerProvider } });
+    const t = topic('traced-request');
+    await responder.subscribe(t, () => 'answer', { group: 'answerers' });
+    const caller = tracerProvider.getTracer('test').startSpan('caller');
+    const reply = await context.with(trace.setSpan(context.active(), caller), () => requester.request(t, 'question', { timeoutMs: 5_000 }));
+    caller.end();
+    expect(reply.body).toBe('answer');
+    await waitFor(
+      () => exporter.getFinishedSpans().length >= 5,
+      5_000,
+      () =>
+        exporter
+          .getFinishedSpans()
+          .map((s) => s.name)
+          .join(', '),
+    );
+    const spans = exporter.getFinishedSpans();
+    const send = spans.find((s) => s.name === `send ${t}`);
+    const process = spans.find((s) => s.name === `process ${t}`);
+    const sendReply = spans.find((s) => s.name.startsWith('send ktransport:reply:'));
+    const processReply = spans.find((s) => s.name.startsWith('process ktransport:reply:'));
+    for (const span of [send, process, sendReply, processReply]) expect(span?.spanContext().traceId).toBe(caller.spanContext().traceId);
+    expect(send?.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
+    expect(process?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
+    expect(sendReply?.parentSpanContext?.spanId).toBe(process?.spanContext().spanId);
+    expect(processReply?.parentSpanContext?.spanId).toBe(sendReply?.spanContext().spanId);
   });
 });
