@@ -76,6 +76,17 @@ export interface BaseSubscribeOptions<S extends StandardSchemaV1 = StandardSchem
   /** Any Standard Schema (zod, valibot, arktype): the body is validated and typed as its output. */
   schema?: S;
   /**
+   * Any Standard Schema of the reply, for a subscription that answers requests.
+   * The value the handler returns for a request is validated with it and its
+   * output is what gets encoded and sent. A value that fails it is not sent: the
+   * requester gets an error reply (a `RemoteError` with `errorType`
+   * `VALIDATION_ERROR`) and the `ValidationError` goes to the broker's `onError`,
+   * as the responder's bug. Fire-and-forget messages and `undefined` returns (no
+   * reply) are not validated. `@Subscribe` checks the method's return type against
+   * the schema's input; `@ktransport/asyncapi` documents it as the operation's reply.
+   */
+  replySchema?: StandardSchemaV1;
+  /**
    * Codec used when a message carries no `content-type` header. Default: the
    * broker's default codec. `bytes` hands over the raw payload whatever its content type.
    */

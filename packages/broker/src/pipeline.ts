@@ -163,7 +163,7 @@ export class MessagePipeline {
   consumer(filter: string, handler: Handler<never>, options: SubscribeOptions, deadLetterPublish: DeadLetterPublish, replyPublish?: ReplyPublish): Consumer {
     const inner: Middleware[] = [];
     if (options.deadLetter) inner.push(deadLetter(options.deadLetter, deadLetterPublish, this.#onError));
-    if (replyPublish) inner.push(reply(this.codecs.get(options.codec ?? this.defaultCodec), replyPublish, this.#onError));
+    if (replyPublish) inner.push(reply(this.codecs.get(options.codec ?? this.defaultCodec), replyPublish, this.#onError, options.replySchema));
     if (options.retry) inner.push(retry(options.retry));
     if (options.timeoutMs !== undefined) inner.push(timeout(options.timeoutMs));
     inner.push(decode(this.codecs, options.codec ?? this.defaultCodec));

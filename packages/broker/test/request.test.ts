@@ -13,6 +13,7 @@ import {
   REPLY_HEADER,
   Subscribe,
   supportsRequest,
+  TimeoutError,
   ValidationError,
 } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
@@ -129,6 +130,104 @@ describe('request–reply (memory)', () => {
     expect((await broker.request('squares', { n: 3 }, { timeoutMs: 2_000 })).body).toEqual({ square: 9 });
     expect((await broker.request('cubes', { n: 3 }, { timeoutMs: 2_000 })).body).toEqual({ cube: 27 });
     await server.stop();
+  });
+
+  describe('replySchema', () => {
+    const Total = z.object({ total: z.number(), currency: z.string().default('EUR') });
+
+    it('validates the reply and sends the schema’s output', async () => {
+      const broker = await memoryBroker();
+      await broker.subscribe<{ prices: number[] }>('sum', (m) => ({ total: m.body.prices.reduce((a, b) => a + b, 0) }), { replySchema: Total });
+      // No schema on the requester's side: the default came from the responder's reply schema.
+      const reply = await broker.request('sum', { prices: [1, 2, 3] }, { timeoutMs: 2_000 });
+      expect(reply.body).toEqual({ total: 6, currency: 'EUR' });
+      await broker.disconnect();
+    });
+
+    it('answers a reply that fails it with a RemoteError VALIDATION_ERROR, and reports it', async () => {
+      const reported: unknown[] = [];
+      const broker = await memoryBroker({ onError: (error) => void reported.push(error) });
+      const dead: Message[] = [];
+      await broker.subscribe('dlq', (m) => void dead.push(m));
+      let calls = 0;
+      await broker.subscribe(
+        'sum',
+        () => {
+          calls += 1;
+          return { total: 'six' };
+        },
+        { replySchema: Total, deadLetter: 'dlq', retry: { attempts: 3, initialDelayMs: 1 } },
+      );
+      const error = await broker.request('sum', { prices: [1] }, { timeoutMs: 2_000 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RemoteError);
+      expect((error as RemoteError).errorType).toBe('VALIDATION_ERROR');
+      expect((error as RemoteError).remoteMessage).toMatch(/^body of the reply to sum does not match the schema: total: /);
+      expect(reported).toHaveLength(1);
+      expect(reported[0]).toBeInstanceOf(ValidationError);
+      expect((reported[0] as ValidationError).issues.map((i) => i.path)).toEqual(['total']);
+      // The handler ran once (a wrong reply is not retried) and the request was answered, not dead-lettered.
+      expect(calls).toBe(1);
+      await sleep(50);
+      expect(dead).toEqual([]);
+      await broker.disconnect();
+    });
+
+    it('bounds the error reply of a reply with many issues', async () => {
+      const broker = await memoryBroker({ onError: () => undefined });
+      const Wide = z.object(Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`field${'x'.repeat(50)}${i}`, z.number()])));
+      await broker.subscribe('wide', () => ({}), { replySchema: Wide });
+      const error = await broker.request('wide', null, { timeoutMs: 2_000 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RemoteError);
+      expect(Buffer.byteLength((error as RemoteError).remoteMessage)).toBeLessThanOrEqual(1_024);
+      await broker.disconnect();
+    });
+
+    it('leaves fire-and-forget messages and handlers that return nothing alone', async () => {
+      const reported: unknown[] = [];
+      const broker = await memoryBroker({ onError: (error) => void reported.push(error) });
+      const dead: Message[] = [];
+      await broker.subscribe('dlq', (m) => void dead.push(m));
+      const seen: unknown[] = [];
+      await broker.subscribe(
+        'sum',
+        (m) => {
+          seen.push(m.body);
+          return { total: 'not a number' };
+        },
+        { replySchema: Total, deadLetter: 'dlq' },
+      );
+      await broker.subscribe('quiet', () => undefined, { replySchema: Total });
+      await broker.publish('sum', 1);
+      await waitFor(
+        () => seen.length === 1,
+        2_000,
+        () => 'not delivered',
+      );
+      await expect(broker.request('quiet', null, { timeoutMs: 100 })).rejects.toBeInstanceOf(TimeoutError);
+      await sleep(50);
+      expect(dead).toEqual([]);
+      expect(reported).toEqual([]);
+      await broker.disconnect();
+    });
+
+    it('checks the reply of a @Subscribe method through BrokerServer', async () => {
+      const Square = z.object({ n: z.number() });
+      const Result = z.object({ square: z.number().int() });
+      class Squares {
+        @Subscribe('squares', { schema: Square, replySchema: Result })
+        square(message: Message<z.infer<typeof Square>>): z.input<typeof Result> {
+          return { square: message.body.n ** 2 };
+        }
+      }
+      const broker = await memoryBroker({ onError: () => undefined });
+      const server = new BrokerServer({ broker }).register(new Squares());
+      await server.start();
+      expect((await broker.request('squares', { n: 3 }, { timeoutMs: 2_000 })).body).toEqual({ square: 9 });
+      const error = await broker.request('squares', { n: 1.5 }, { timeoutMs: 2_000 }).catch((e: unknown) => e);
+      expect((error as RemoteError).errorType).toBe('VALIDATION_ERROR');
+      expect((error as RemoteError).remoteMessage).toMatch(/reply to squares/);
+      await server.stop();
+    });
   });
 
   describe('tracing', () => {

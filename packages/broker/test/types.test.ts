@@ -19,7 +19,55 @@ class Sensors {
   }
 }
 
+const Average = z.object({ celsius: z.number(), count: z.number().int().default(1) });
+
+class Averages {
+  @Subscribe('average', { schema: Reading, replySchema: Average })
+  average(message: Message<z.infer<typeof Reading>>): z.input<typeof Average> {
+    return { celsius: message.body.celsius };
+  }
+
+  @Subscribe('average/async', { schema: Reading, replySchema: Average })
+  async later(message: Message<z.infer<typeof Reading>>): Promise<z.input<typeof Average>> {
+    return Promise.resolve({ celsius: message.body.celsius, count: 2 });
+  }
+
+  @Subscribe('average/any', { replySchema: Average })
+  anyBody(): { celsius: number } {
+    return { celsius: 0 };
+  }
+
+  @Subscribe('average/none', { schema: Reading, replySchema: Average })
+  nothing(): void {}
+
+  // @ts-expect-error the return value is not the reply schema's input
+  @Subscribe('average/wrong', { schema: Reading, replySchema: Average })
+  wrong(): { celsius: string } {
+    return { celsius: 'warm' };
+  }
+
+  // @ts-expect-error nor a promise of it, without a body schema either
+  @Subscribe('average/wrong-async', { replySchema: Average })
+  async wrongLater(): Promise<number> {
+    return Promise.resolve(1);
+  }
+
+  // @ts-expect-error the body schema still types the message
+  @Subscribe('average/wrong-body', { schema: Reading, replySchema: Average })
+  wrongBody(message: Message<{ text: string }>): { celsius: number } {
+    return { celsius: message.body.text.length };
+  }
+
+  // @ts-expect-error a misspelt option beside a reply schema
+  @Subscribe('average/misspelt', { replySchema: Average, deadLeter: 'x' })
+  misspelt(): void {}
+}
+
 describe('typings', () => {
+  it('check a @Subscribe method against its replySchema', () => {
+    expect(subscriptionsOf(new Averages()).map((d) => d.options.replySchema)).toContain(Average);
+  });
+
   it('keep transport options on decorated and server subscriptions', () => {
     expect(subscriptionsOf(new Sensors()).map((d) => d.options)).toContainEqual({ schema: Reading, fromBeginning: true });
     const server = new BrokerServer({ broker: new MemoryBroker() });

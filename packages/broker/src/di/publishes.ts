@@ -5,6 +5,12 @@ import type { CodecName } from '../broker.js';
 export interface PublishesOptions {
   /** Standard Schema of the published body (zod, valibot, arktype); documents it, validates nothing. */
   schema?: StandardSchemaV1;
+  /**
+   * Standard Schema of the reply: declares that the method sends requests to the
+   * topic (`Requester.request`) and expects replies of this schema. Documents it,
+   * validates nothing (pass the schema to `request` as its `schema` for that).
+   */
+  replySchema?: StandardSchemaV1;
   /** Codec the method publishes with; default: the broker's default codec (json). */
   codec?: CodecName;
   /** One line saying what the publication is. */
@@ -25,8 +31,10 @@ const declarations = new WeakMap<object, PublishesDeclaration[]>();
 /**
  * Declares that a method publishes to `topic` (a repository's `post`, say), so
  * that tools such as `@ktransport/asyncapi` can list what a service sends. It is
- * metadata only: the method runs exactly as written and nothing is validated. A
- * method that publishes to several topics carries one `@Publishes` per topic.
+ * metadata only: the method runs exactly as written and nothing is validated,
+ * `schema` and `replySchema` included (a `replySchema` says the method sends
+ * requests and what their replies are). A method that publishes to several
+ * topics carries one `@Publishes` per topic.
  */
 export function Publishes(topic: string, options: PublishesOptions = {}): (target: object, method: string | symbol) => void {
   return (target: object, method: string | symbol): void => {

@@ -15,6 +15,9 @@ export interface SubscribeDeclaration {
 /** A method `@Subscribe` accepts: what it returns is the reply when the message is a request. */
 type HandlerMethod<T> = (message: Message<T>, context: HandlerContext) => unknown;
 
+/** A method `@Subscribe` accepts with a `replySchema`: it returns (or resolves with) the schema's input, or nothing (no reply). */
+type ReplyingMethod<T, R> = (message: Message<T>, context: HandlerContext) => R | void | Promise<R | void>;
+
 const declarations = new WeakMap<object, SubscribeDeclaration[]>();
 
 /**
@@ -23,7 +26,22 @@ const declarations = new WeakMap<object, SubscribeDeclaration[]>();
  * valid bodies reach it. Options of the transport (MQTT `qos`, Kafka
  * `fromBeginning`) ride along to the broker's `subscribe`; they are typed once
  * the transport package is imported, and a misspelt option is a compile error.
+ * With a `replySchema`, the method's return type must be the reply schema's
+ * input (or a promise of it, or nothing), and the reply is validated before it
+ * is sent.
  */
+export function Subscribe<S extends StandardSchemaV1, R extends StandardSchemaV1>(
+  topic: string,
+  options: SubscribeOptions<S> & { schema: S; replySchema: R },
+): <M extends ReplyingMethod<StandardSchemaV1.InferOutput<S>, StandardSchemaV1.InferInput<R>>>(
+  target: object,
+  method: string | symbol,
+  descriptor: TypedPropertyDescriptor<M>,
+) => void;
+export function Subscribe<R extends StandardSchemaV1>(
+  topic: string,
+  options: SubscribeOptions & { replySchema: R },
+): <M extends ReplyingMethod<never, StandardSchemaV1.InferInput<R>>>(target: object, method: string | symbol, descriptor: TypedPropertyDescriptor<M>) => void;
 export function Subscribe<S extends StandardSchemaV1>(
   topic: string,
   options: SubscribeOptions<S> & { schema: S },

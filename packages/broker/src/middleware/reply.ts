@@ -1,7 +1,8 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Handler, HandlerContext } from '../broker.js';
 import type { Codec } from '../codec/codec.js';
 import { StoppingError } from '../engine/slot.js';
-import { errorType } from '../errors.js';
+import { errorType, ValidationError } from '../errors.js';
 import { HEADER, type Headers, type Message } from '../message.js';
 import { errorText, headerText } from '../text.js';
 import type { DeadLetterPublish } from './dead-letter.js';
@@ -66,9 +67,12 @@ export function captureReply(handler: Handler<unknown>): Handler<unknown> {
  * outside retry. A reply that cannot be sent is reported to `report` (the
  * caller times out); the request is not run again for it. Shutdown is not
  * failure: the request goes back to the broker unanswered, as any message.
- * Messages without `reply-to` pass through untouched.
+ * Messages without `reply-to` pass through untouched. With `replySchema`, the
+ * return value is validated before it is encoded and the schema's output is
+ * sent; a value that fails it is the responder's bug: it goes to `report` as a
+ * ValidationError and the requester gets that error as its error reply.
  */
-export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter): Middleware {
+export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter, replySchema?: StandardSchemaV1): Middleware {
   // Not an async function: a message without `reply-to` goes through with no extra promise or tick, as
   // it did before request–reply existed (a memory broker's handler that dead-letters keeps its timing).
   return (next) => (message, context) => {
@@ -86,7 +90,7 @@ export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter
     try {
       await next(message, { ...context, [REPLY_SLOT]: slot } as ReplyContext);
       if (slot.value === undefined) return;
-      payload = codec.encode(slot.value);
+      payload = codec.encode(replySchema === undefined ? slot.value : await validReply(replySchema, slot.value, message, context));
       headers[HEADER.contentType] = codec.contentType;
     } catch (error) {
       if (error instanceof StoppingError || context.signal.aborted) throw error;
@@ -101,4 +105,22 @@ export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter
       report(refused, message, context);
     }
   }
+
+  /** The schema's output for `value`; a value that fails it is reported and thrown as a ValidationError. */
+  async function validReply(schema: StandardSchemaV1, value: unknown, message: Message, context: HandlerContext): Promise<unknown> {
+    let result = schema['~standard'].validate(value);
+    if (result instanceof Promise) result = await result;
+    if (!result.issues) return result.value;
+    const error = new ValidationError(
+      `the reply to ${message.topic}`,
+      result.issues.map((issue) => ({ message: issue.message, path: issuePath(issue.path) })),
+    );
+    report(error, message, context);
+    throw error;
+  }
+}
+
+function issuePath(path: StandardSchemaV1.Issue['path']): string {
+  if (!path) return '';
+  return path.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.');
 }
