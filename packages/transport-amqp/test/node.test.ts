@@ -214,6 +214,21 @@ describe('a broker restart in the middle of a stream (private node)', () => {
       () => `the subscription without a group did not get ${last} after the restart`,
     );
   }, 120_000);
+
+  it('request() answers again after the broker restarted: the reply queue is declared again on the new connection', async () => {
+    const responder = await open({ url: rabbit.url, reconnectPeriodMs: 200 });
+    const requester = await open({ url: rabbit.url, reconnectPeriodMs: 200 });
+    const t = unique('restart-request');
+    await responder.subscribe<number>(t, (m) => m.body * 2, { group: unique('g') });
+    expect((await requester.request<number>(t, 1, { timeoutMs: 5_000 })).body).toBe(2);
+    await rabbit.restart();
+    await waitFor(
+      () => requester.state === 'connected' && responder.state === 'connected',
+      30_000,
+      () => `requester ${requester.state}, responder ${responder.state}`,
+    );
+    expect((await requester.request<number>(t, 2, { timeoutMs: 5_000 })).body).toBe(4);
+  }, 120_000);
 });
 
 function defined<T>(value: T | undefined): T {

@@ -1,7 +1,29 @@
-import { SpanKind } from '@opentelemetry/api';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { type Context, context, type ContextManager, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanUp, open, unique, waitFor } from './helpers.js';
+
+/** The context manager an application registers (the SDK's AsyncLocalStorage one), in a few lines. */
+class AsyncContext implements ContextManager {
+  readonly #storage = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.#storage.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#storage.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.#storage.disable();
+    return this;
+  }
+}
 
 describe('tracing across RabbitMQ', () => {
   it('makes the process span a child of the send span, through the traceparent AMQP header', async () => {
@@ -42,5 +64,44 @@ describe('tracing across RabbitMQ', () => {
       'messaging.consumer.group.name': `savers-${base}`,
     });
     expect(process?.attributes['messaging.message.id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  describe('request–reply', () => {
+    beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+    afterAll(() => void context.disable());
+
+    it('keeps the reply in the requester’s trace: send request → process → send reply (to the reply queue) → process reply', async () => {
+      const exporter = new InMemorySpanExporter();
+      const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+      const responder = await open({ tracing: { tracerProvider } });
+      const requester = await open({ tracing: { tracerProvider } });
+      const t = unique('traced-request');
+      await responder.subscribe<number>(t, (m) => m.body + 1);
+      const caller = tracerProvider.getTracer('test').startSpan('caller');
+      const reply = await context.with(trace.setSpan(context.active(), caller), () => requester.request<number>(t, 41, { timeoutMs: 5_000 }));
+      caller.end();
+      expect(reply.body).toBe(42);
+      await waitFor(
+        () => exporter.getFinishedSpans().some((s) => s.name.startsWith('process ktransport/reply/')),
+        5_000,
+        () =>
+          exporter
+            .getFinishedSpans()
+            .map((s) => s.name)
+            .join(', '),
+      );
+      const spans = exporter.getFinishedSpans();
+      const send = spans.find((s) => s.name === `send ${t}`);
+      const process = spans.find((s) => s.name === `process ${t}`);
+      // The reply's destination is the requester's queue, ktransport.reply.<uuid>.
+      const sendReply = spans.find((s) => /^send ktransport\.reply\.[0-9a-f-]{36}$/.test(s.name));
+      const processReply = spans.find((s) => s.name.startsWith('process ktransport/reply/'));
+      const traceId = caller.spanContext().traceId;
+      for (const span of [send, process, sendReply, processReply]) expect(span?.spanContext().traceId).toBe(traceId);
+      expect(send?.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
+      expect(process?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
+      expect(sendReply?.parentSpanContext?.spanId).toBe(process?.spanContext().spanId);
+      expect(processReply?.parentSpanContext?.spanId).toBe(sendReply?.spanContext().spanId);
+    });
   });
 });
