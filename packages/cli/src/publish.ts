@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
 import type { PublishOptions } from '@ktransport/broker';
-import { integer, pairs, parse, positive, timeoutMs } from './args.js';
+import { integer, parse, positive, timeoutMs } from './args.js';
 import { natsSubject, openBroker, type Opened } from './connect.js';
-import { EXIT, readAll, type RunIo, UsageError } from './io.js';
+import { EXIT, type RunIo, UsageError } from './io.js';
+import { MESSAGE_HELP, MESSAGE_OPTIONS, outgoing } from './message.js';
 import { connectOrFail, describe, sleep } from './session.js';
 
 /** Help of `ktransport publish`. */
@@ -12,12 +13,7 @@ Publishes one message (or --count of them) and waits until the broker accepted
 each one. The body is the argument, or stdin when it is "-".
 
 Options:
-  -H, --header name=value  a header (repeatable)
-  -k, --key KEY            the message key (Kafka record key; a header elsewhere)
-  -c, --codec NAME         json (default: the body must be JSON, sent compact),
-                           text (the body's UTF-8 as it is), bytes (the body's
-                           bytes as they are, application/octet-stream), msgpack
-                           (the body is JSON, sent as MessagePack)
+${MESSAGE_HELP}
       --qos 0|1|2          MQTT quality of service (default 1)
       --retain             MQTT retained message
       --stream NAME        NATS: bind to the stream NAME, or create it capturing
@@ -44,9 +40,7 @@ Examples:
 `;
 
 const OPTIONS = {
-  header: { type: 'string', short: 'H', multiple: true },
-  key: { type: 'string', short: 'k' },
-  codec: { type: 'string', short: 'c' },
+  ...MESSAGE_OPTIONS,
   qos: { type: 'string' },
   retain: { type: 'boolean' },
   stream: { type: 'string' },
@@ -59,9 +53,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const CODECS = ['json', 'text', 'bytes', 'msgpack'] as const;
-type CliCodec = (typeof CODECS)[number];
-
 /** `ktransport publish`. */
 export async function publishCommand(args: readonly string[], io: RunIo): Promise<number> {
   const { values, positionals } = parse(() => parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true, strict: true }));
@@ -73,19 +64,11 @@ export async function publishCommand(args: readonly string[], io: RunIo): Promis
   if (url === undefined || topic === undefined) throw new UsageError('publish needs <url> <topic> <body | ->');
   if (bodyArg === undefined) throw new UsageError('publish needs a body: an argument, or - to read it from stdin');
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}" (quote a body with spaces)`);
-  const codec = (values.codec ?? 'json') as CliCodec;
-  if (!CODECS.includes(codec)) throw new UsageError(`--codec must be one of ${CODECS.join(', ')}, not "${values.codec}"`);
   const count = integer('count', values.count, 1) ?? 1;
   const rate = positive('rate', values.rate);
   const qos = integer('qos', values.qos, 0, 2);
-  const headers = pairs('header', values.header);
-
-  let raw: Uint8Array;
-  if (bodyArg === '-') {
-    if (!io.stdin) throw new UsageError('no stdin to read the body from');
-    raw = await readAll(io.stdin);
-  } else raw = Buffer.from(bodyArg, 'utf8');
-  const body = bodyFor(codec, raw);
+  const message = await outgoing(values, bodyArg, io);
+  const body = message.body;
 
   const stream = values.stream === undefined ? undefined : { name: values.stream, subjects: [natsSubject(topic)] };
   const opened = openBroker({
@@ -99,9 +82,7 @@ export async function publishCommand(args: readonly string[], io: RunIo): Promis
   checkApplies(opened, { qos: values.qos !== undefined || values.retain === true, stream: stream !== undefined, mandatory: values.mandatory === true });
 
   const options: PublishOptions = {
-    codec,
-    ...(Object.keys(headers).length > 0 ? { headers } : {}),
-    ...(values.key === undefined ? {} : { key: values.key }),
+    ...message.options,
     ...(qos === undefined ? {} : { qos: qos as 0 | 1 | 2 }),
     ...(values.retain ? { retain: true } : {}),
     ...(values.mandatory ? { mandatory: true } : {}),
@@ -132,22 +113,6 @@ export async function publishCommand(args: readonly string[], io: RunIo): Promis
   if (count > 1 || sent < count)
     io.stderr.write(`ktransport: published ${sent} of ${count} to ${topic} in ${ms} ms${ms > 0 ? ` (${Math.round((sent * 1000) / ms)}/s)` : ''}\n`);
   return sent < count ? EXIT.interrupted : EXIT.ok;
-}
-
-function bodyFor(codec: CliCodec, raw: Uint8Array): unknown {
-  if (codec === 'bytes') return raw;
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
-  } catch {
-    throw new UsageError(`the body is not UTF-8 text; use --codec bytes to send it as it is`);
-  }
-  if (codec === 'text') return text;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new UsageError(`the body is not JSON (${error instanceof Error ? error.message : String(error)}); use --codec text to send it as text`);
-  }
 }
 
 /** Options that only one transport has are usage errors elsewhere, never ignored. */
