@@ -41,7 +41,7 @@ export function pairs(name: string, items: readonly string[] | undefined): Recor
 /** Connect timeout shared by the broker commands. */
 export const TIMEOUT_OPTION = { timeout: { type: 'string' } } as const;
 
-/** Milliseconds from `--timeout` seconds (default 10). */
+/** Milliseconds from `--timeout` seconds (default 10; at least 1 ms, however small the fraction). */
 export function timeoutMs(text: string | undefined): number {
-  return Math.round((positive('timeout', text) ?? 10) * 1000);
+  return Math.max(1, Math.round((positive('timeout', text) ?? 10) * 1000));
 }

@@ -16,7 +16,7 @@ export interface RunIo {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Directory that relative module paths start from. Default: `process.cwd()`. */
   readonly cwd?: string;
-  /** Aborting it stops a running command as SIGINT/SIGTERM do: `tail` drains and ends, `publish` stops repeating. */
+  /** Aborting it stops a running command as SIGINT/SIGTERM do: `tail` drains and ends, `publish` stops repeating, `request` stops waiting. */
   readonly signal?: AbortSignal;
 }
 
@@ -24,11 +24,13 @@ export interface RunIo {
 export const EXIT = {
   /** The command did what it was asked. */
   ok: 0,
-  /** The broker refused or failed (connection, credentials, publish), or a module could not be loaded. */
+  /** The broker refused or failed (connection, credentials, publish), the responder of a request failed, or a module could not be loaded. */
   failure: 1,
   /** The command line is wrong: unknown command, option or URL scheme, a missing or malformed argument. */
   usage: 2,
-  /** `publish` was interrupted by SIGINT/SIGTERM before it sent everything it was asked to. */
+  /** `request` got no reply within its `--timeout`. */
+  noReply: 124,
+  /** `publish` was interrupted by SIGINT/SIGTERM before it sent everything it was asked to, or `request` before its reply came. */
   interrupted: 130,
 } as const;
 

@@ -69,6 +69,33 @@ function jsonSafe(value: unknown, depth: number): unknown {
 
 /** The `--json` line of a message whose payload arrived undecoded (the `bytes` codec). */
 export function tailLine(message: Message, payload: Uint8Array): TailLine {
+  return messageLine(message, decodeBody(payload, message.headers[HEADER.contentType]));
+}
+
+/**
+ * The `--json` line of a message whose body a codec named `codec` has decoded
+ * already (a reply, which the requester decodes): bytes (the `bytes` codec)
+ * are shown as `tail` shows a payload, a `text` codec's string as text, any
+ * other value as JSON.
+ */
+export function decodedLine(message: Message, codec: string): TailLine {
+  const contentType = message.headers[HEADER.contentType];
+  const body = message.body;
+  if (body instanceof Uint8Array) return messageLine(message, decodeBody(body, contentType));
+  if (codec === 'text' && typeof body === 'string') return messageLine(message, { encoding: 'text', body });
+  return messageLine(message, { encoding: 'json', body: jsonSafe(body, 0) });
+}
+
+/** The name of the codec that reads `contentType` (undefined when none does). */
+export function codecFor(contentType: string): string | undefined {
+  try {
+    return registry.forContentType(contentType).name;
+  } catch {
+    return undefined;
+  }
+}
+
+function messageLine(message: Message, decoded: Pick<TailLine, 'encoding' | 'body' | 'decodeError'>): TailLine {
   const contentType = message.headers[HEADER.contentType];
   return {
     topic: message.topic,
@@ -79,7 +106,7 @@ export function tailLine(message: Message, payload: Uint8Array): TailLine {
     ...(message.offset === undefined ? {} : { offset: message.offset }),
     headers: { ...message.headers },
     ...(contentType === undefined ? {} : { contentType }),
-    ...decodeBody(payload, contentType),
+    ...decoded,
   };
 }
 

@@ -3,6 +3,7 @@ import { ASYNCAPI_HELP, asyncapiCommand } from './asyncapi.js';
 import { maskCredentials, SCHEME_LIST } from './connect.js';
 import { EXIT, type RunIo, UsageError } from './io.js';
 import { PUBLISH_HELP, publishCommand } from './publish.js';
+import { REQUEST_HELP, requestCommand } from './request.js';
 import { TAIL_HELP, tailCommand } from './tail.js';
 
 /** Top-level help. */
@@ -10,6 +11,7 @@ export const HELP = `Usage: ktransport <command> [options]
 
 Commands:
   publish <url> <topic> <body | ->   publish a message and wait for the broker's confirmation
+  request <url> <topic> <body | ->   send a request and print its reply
   tail <url> <filter>                print the messages of a topic or filter
   asyncapi <module>                  print the AsyncAPI document of a module's services
 
@@ -21,12 +23,14 @@ tls:// (NATS JetStream), redis:// rediss:// (Redis Streams). Credentials come
 from the URL (mqtt://user:password@host) or from KTRANSPORT_USERNAME and
 KTRANSPORT_PASSWORD; passwords are masked (***) in every message.
 
-Exit status: 0 done, 1 the broker or a module failed, 2 usage error,
-130 publish interrupted (SIGINT/SIGTERM) before it sent everything.
+Exit status: 0 done, 1 the broker, a module or a request's responder failed,
+2 usage error, 124 no reply to a request within --timeout, 130 publish or
+request interrupted (SIGINT/SIGTERM) before it sent everything or got its reply.
 `;
 
 const COMMANDS: Readonly<Record<string, { help: string; run: (args: readonly string[], io: RunIo) => Promise<number> }>> = {
   publish: { help: PUBLISH_HELP, run: publishCommand },
+  request: { help: REQUEST_HELP, run: requestCommand },
   tail: { help: TAIL_HELP, run: tailCommand },
   asyncapi: { help: ASYNCAPI_HELP, run: asyncapiCommand },
 };
