@@ -46,6 +46,13 @@ type SendOptions = RedisPublishOptions & { readonly [REPLY]?: true };
 const REPLY_STREAM_PREFIX = 'ktransport:reply:';
 /** Shortest time to live of a reply stream, in seconds; longer when a request waits longer (its timeoutMs + 60 s). */
 const REPLY_STREAM_TTL_S = 300;
+/**
+ * A ktransport requester's reply stream (any keyPrefix before it): made by its
+ * requester, so a reply finds it gone only when the requester is (disconnected,
+ * crashed and expired); the reply is then dropped (XADD NOMKSTREAM) rather
+ * than left in a new stream that nobody reads or deletes.
+ */
+const KTRANSPORT_REPLY_KEY = /ktransport:reply:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A reply's XADD trims the reply stream to about this many entries (MAXLEN ~): the bound of a stream nobody reads. */
 const REPLY_STREAM_MAXLEN = 10_000;
 
@@ -382,8 +389,13 @@ export class RedisBroker implements Broker, Requester, ObservableConnection {
     let args: (string | Buffer)[];
     try {
       const fields = toFields(topic, message.payload, message.headers, message.key);
-      const maxLen = isReply ? REPLY_STREAM_MAXLEN : message.options.maxLen;
-      args = maxLen === undefined ? ['XADD', key, '*', ...fields] : ['XADD', key, 'MAXLEN', '~', String(maxLen), '*', ...fields];
+      if (isReply) {
+        const make = KTRANSPORT_REPLY_KEY.test(key) ? ['NOMKSTREAM'] : [];
+        args = ['XADD', key, ...make, 'MAXLEN', '~', String(REPLY_STREAM_MAXLEN), '*', ...fields];
+      } else {
+        const maxLen = message.options.maxLen;
+        args = maxLen === undefined ? ['XADD', key, '*', ...fields] : ['XADD', key, 'MAXLEN', '~', String(maxLen), '*', ...fields];
+      }
     } catch (error) {
       return Promise.reject(error);
     }
@@ -412,6 +424,9 @@ export class RedisBroker implements Broker, Requester, ObservableConnection {
   #setState(state: ConnectionState): void {
     if (state === this.#state) return;
     this.#state = state;
+    // Redis may have lost the reply stream meanwhile (a restart without persistence, a failover): the next request
+    // sets its expiry again, and makes it again when it is gone, before it is sent.
+    if (state === 'reconnecting') this.#expiry = { at: 0, ttl: 0 };
     for (const listener of [...this.#listeners]) {
       try {
         listener(state);

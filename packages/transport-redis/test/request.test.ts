@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { ConnectionError, RemoteError } from '@ktransport/broker';
 import { WrongTypeError } from '@ktransport/transport-redis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { eventually, open, raw, sleep, topic, waitFor } from './helpers.js';
-import { cli } from './redis.js';
+import { eventually, open, raw, sleep, states, topic, waitFor } from './helpers.js';
+import { cli, PrivateRedis } from './redis.js';
 
 const REPLY_KEY = /^ktransport:reply:[0-9a-f-]{36}$/;
 
@@ -169,11 +169,15 @@ describe('request–reply over Redis Streams (reply-to and correlation-id fields
     expect(errors).toHaveLength(1);
   });
 
-  it('rejects requests in flight with a ConnectionError at disconnect, and a failing responder with a RemoteError', async () => {
+  it('rejects requests in flight with a ConnectionError at disconnect, drops their late replies (no reply stream made again), and a failing responder gives a RemoteError', async () => {
     const t = topic('rr-inflight');
     const responder = await open();
+    const replyTos: string[] = [];
+    let answered = 0;
     await responder.subscribe<number>(t, async (m) => {
+      replyTos.push(m.headers['reply-to'] ?? '');
       await sleep(300);
+      answered++;
       if (m.body < 0) throw new TypeError('negative');
       return m.body;
     });
@@ -183,8 +187,39 @@ describe('request–reply over Redis Streams (reply-to and correlation-id fields
     await sleep(50);
     await requester.disconnect();
     expect(await pending).toBeInstanceOf(ConnectionError);
+    // The responder answers after the requester is gone: the reply is dropped, its stream stays deleted.
+    await waitFor(
+      () => answered === 2,
+      5_000,
+      () => `${answered} answered`,
+    );
+    await sleep(100);
+    const client = await raw();
+    expect(await client.sendCommand<number>(['EXISTS', replyTos[1] ?? ''])).toBe(0);
     // A request after reconnecting has a new reply stream and gets its reply.
     await requester.connect();
     expect((await requester.request(t, 2, { timeoutMs: 5_000 })).body).toBe(2);
+  });
+
+  it('after Redis restarted without its data, the next request makes the reply stream again and gets its reply', async () => {
+    const redis = await PrivateRedis.start({ persistent: false });
+    try {
+      const t = topic('rr-lost');
+      const responder = await open({ url: redis.url, reconnectDelayMs: 50 });
+      await responder.subscribe<number>(t, (m) => m.body + 1);
+      const requester = await open({ url: redis.url, reconnectDelayMs: 50 });
+      const seen = states(requester);
+      expect((await requester.request(t, 1, { timeoutMs: 5_000 })).body).toBe(2);
+      await redis.restart();
+      await waitFor(
+        () => seen.includes('reconnecting') && requester.state === 'connected',
+        10_000,
+        () => `states ${seen.join(', ')}`,
+      );
+      // The reply stream went with the data; the reply XADD (NOMKSTREAM) would find nothing to add to.
+      expect((await requester.request(t, 2, { timeoutMs: 5_000 })).body).toBe(3);
+    } finally {
+      await redis.destroy();
+    }
   });
 });
