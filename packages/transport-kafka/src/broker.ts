@@ -29,7 +29,7 @@ import type { Admin, Message as KafkaRecord } from 'kafkajs';
 import { createTopics, type TopicAdmin, type TopicSpec } from './admin.js';
 import { createKafka, safeLog } from './client.js';
 import { GroupSubscriber } from './consumer.js';
-import { describe, isStartRetriable, toConnectionError, toSubscribeError } from './errors.js';
+import { describe, isStartRetriable, toConnectionError, toSubscribeError, UnknownTopicError } from './errors.js';
 import { recordSize } from './headers.js';
 import {
   isValidTopic,
@@ -70,6 +70,17 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
   readonly #requests: RequestClient;
   /** Reply topics this broker created since it connected: deleted at `disconnect()`. */
   readonly #replyTopics = new Set<string>();
+  /**
+   * Replies a responder sends, by a producer of their own that never creates a
+   * topic (a reply topic is its requester's; one deleted stays deleted), opened at
+   * the first reply. Ordinary publishes never share its kafkajs producer, which
+   * asks for the metadata of every reply topic it wrote to.
+   */
+  readonly #replies: BatchingProducer;
+  readonly #repliesHealth = {};
+  #repliesOpen: Promise<void> | undefined;
+  /** Reply topics the reply producer's current kafkajs producer wrote to. */
+  readonly #replyTargets = new Set<string>();
   readonly #subscribers = new Set<GroupSubscriber>();
   /** Parts that are failing (producer, consumers, the health probe): `state` is `reconnecting` while any is. */
   readonly #unhealthy = new Set<object>();
@@ -89,6 +100,9 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
     this.#pipeline = new MessagePipeline(this.system, options);
     this.#kafka = createKafka(this.#options);
     this.#producer = new BatchingProducer(this.#kafka, this.#options, (healthy) => this.#health(this.#producerHealth, healthy));
+    this.#replies = new BatchingProducer(this.#kafka, { ...this.#options, allowAutoTopicCreation: false }, (healthy) =>
+      this.#health(this.#repliesHealth, healthy),
+    );
     if (this.#options.healthCheckIntervalMs > 0) this.#probe = new ClusterProbe(this.#options, (reachable) => this.#probed(reachable));
     this.#publish = this.#pipeline.publisher<SendOptions>((message) => this.#send(message));
     // Requests go out as any publish; the reply topic is a Kafka name of this connection's own, made and read by #subscribeReplies.
@@ -210,6 +224,9 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
     this.#subscribers.clear();
     const results = await Promise.all(subscribers.map((s) => s.stop(drainTimeoutMs)));
     await this.#deleteReplyTopics();
+    await this.#replies.close();
+    this.#repliesOpen = undefined;
+    this.#replyTargets.clear();
     await this.#producer.close();
     await this.#admin?.disconnect().catch(() => undefined);
     this.#admin = undefined;
@@ -433,9 +450,10 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
 
   #send(message: OutgoingMessage<SendOptions>): Promise<void> {
     const { payload } = message;
+    const reply = message.options[KAFKA_NAME] === true;
     let topic: string;
     try {
-      topic = message.options[KAFKA_NAME] ? this.#replyTopic(message.topic) : this.#kafkaTopic(message.topic, (m) => new PublishError(message.topic, m));
+      topic = reply ? this.#replyTopic(message.topic) : this.#kafkaTopic(message.topic, (m) => new PublishError(message.topic, m));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -446,7 +464,52 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
     };
     if (message.key !== undefined) record.key = message.key;
     if (message.options.partition !== undefined) record.partition = message.options.partition;
-    return this.#producer.send(topic, record, recordSize(payload, message.key, message.headers));
+    const size = recordSize(payload, message.key, message.headers);
+    return reply ? this.#sendReply(topic, record, size) : this.#producer.send(topic, record, size);
+  }
+
+  /**
+   * Sends a reply by the reply producer. A reply topic it has not written to yet
+   * is looked up first: one that does not exist (its requester disconnected)
+   * rejects with an UnknownTopicError, and when one it wrote to was deleted
+   * meanwhile, a fresh kafkajs producer takes over (kafkajs would ask for that
+   * topic again in its metadata request, and fail). A reply that still meets a
+   * deleted topic (deleted after the lookup, or found by kafkajs' periodic
+   * metadata refresh) is sent once more by a fresh producer.
+   */
+  async #sendReply(topic: string, record: KafkaRecord, size: number): Promise<void> {
+    const admin = this.#admin;
+    if (!admin) throw new ConnectionError(`cannot reply to ${topic}: Kafka broker is not connected`);
+    if (!this.#repliesOpen) {
+      const opening = this.#replies.connect();
+      this.#repliesOpen = opening;
+      opening.catch(() => {
+        if (this.#repliesOpen === opening) this.#repliesOpen = undefined;
+      });
+    }
+    await this.#repliesOpen;
+    if (!this.#replyTargets.has(topic)) {
+      const existing = new Set(await admin.listTopics());
+      if (!existing.has(topic)) {
+        throw new UnknownTopicError(topic, `cannot reply to ${topic}: the topic does not exist (its requester disconnected?); the reply was dropped`, {
+          retriable: false,
+        });
+      }
+      if ([...this.#replyTargets].some((t) => !existing.has(t))) {
+        this.#replies.renew();
+        this.#replyTargets.clear();
+      }
+      this.#replyTargets.add(topic);
+    }
+    try {
+      await this.#replies.send(topic, record, size);
+    } catch (error) {
+      if (!(error instanceof UnknownTopicError)) throw error;
+      // The failed kafkajs producer was replaced: its successor has written to no topic yet.
+      this.#replyTargets.clear();
+      this.#replyTargets.add(topic);
+      await this.#replies.send(topic, record, size);
+    }
   }
 
   /** A reply's `reply-to`, a Kafka topic name as the requester wrote it: checked, not mapped. */

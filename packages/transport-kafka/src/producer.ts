@@ -409,6 +409,15 @@ export class BatchingProducer {
     return producer;
   }
 
+  /**
+   * New sends get a fresh kafkajs producer (its requests in flight finish; it closes
+   * when idle): kafkajs asks for the metadata of every topic a producer ever wrote
+   * to, and one deleted since fails them all.
+   */
+  renew(): void {
+    if (this.#current) this.#replace(this.#current);
+  }
+
   /** After a failed or abandoned request: new sends get a fresh producer (new id and sequences); the old one closes when idle. */
   #replace(failed: Promise<Producer>): void {
     if (this.#current !== failed) return;
