@@ -108,15 +108,24 @@ describe('request–reply over AMQP 0.9.1 (reply_to, correlation_id)', () => {
       if (!m) return;
       seen.push(m);
       const { n } = JSON.parse(String(m.content)) as { n: number };
-      channel.sendToQueue(m.properties.replyTo as string, Buffer.from(JSON.stringify({ triple: n * 3 })), {
-        contentType: 'application/json',
-        correlationId: m.properties.correlationId as string,
-      });
+      const correlationId = m.properties.correlationId as string;
+      if (n < 0) {
+        // An error reply: the table entries the core reads.
+        channel.sendToQueue(m.properties.replyTo as string, Buffer.alloc(0), {
+          correlationId,
+          headers: { 'x-reply-error-type': 'RangeError', 'x-reply-error': 'no negatives' },
+        });
+      } else {
+        channel.sendToQueue(m.properties.replyTo as string, Buffer.from(JSON.stringify({ triple: n * 3 })), { contentType: 'application/json', correlationId });
+      }
       channel.ack(m);
     });
     const requester = await open();
     const replies = await Promise.all([1, 2, 3].map((n) => requester.request<{ triple: number }>(t, { n }, { timeoutMs: 5_000 })));
     expect(replies.map((r) => r.body.triple)).toEqual([3, 6, 9]);
+    const error = await outcome(requester.request(t, { n: -1 }, { timeoutMs: 5_000 }));
+    expect(error).toBeInstanceOf(RemoteError);
+    expect(error).toMatchObject({ errorType: 'RangeError', remoteMessage: 'no negatives' });
     const request = seen[0];
     const replyTo = request?.properties.replyTo as string;
     expect(replyTo).toMatch(/^ktransport\.reply\.[0-9a-f-]{36}$/);
