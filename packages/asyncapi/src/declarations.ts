@@ -7,6 +7,8 @@ export interface Declared {
   readonly action: 'receive' | 'send';
   readonly topic: string;
   readonly schema?: StandardSchemaV1;
+  /** The schema of the reply, when the method answers (`@Subscribe`) or sends (`@Publishes`) requests. */
+  readonly replySchema?: StandardSchemaV1;
   readonly codec?: CodecName;
   readonly group?: string;
   readonly deadLetter?: string;
@@ -37,13 +39,19 @@ function read(prototype: object): Declared[] {
     owner: owner(method),
     action: 'receive',
     topic,
-    ...defined({ schema: options.schema, codec: options.codec, group: options.group, deadLetter: options.deadLetter }),
+    ...defined({ schema: options.schema, replySchema: options.replySchema, codec: options.codec, group: options.group, deadLetter: options.deadLetter }),
   }));
   const sends = publicationsOf(probe).map(({ topic, method, options }): Declared => ({
     owner: owner(method),
     action: 'send',
     topic,
-    ...defined({ schema: options.schema, codec: options.codec, summary: options.summary, description: options.description }),
+    ...defined({
+      schema: options.schema,
+      replySchema: options.replySchema,
+      codec: options.codec,
+      summary: options.summary,
+      description: options.description,
+    }),
   }));
   return [...receives, ...sends];
 }

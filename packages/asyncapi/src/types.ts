@@ -29,6 +29,12 @@ export interface AsyncApiParameter {
   readonly description: string;
 }
 
+/** Where a value of a message is found, as a runtime expression: `$message.header#/correlation-id`. */
+export interface AsyncApiLocation {
+  readonly location: string;
+  readonly description?: string;
+}
+
 /** A message a channel carries. */
 export interface AsyncApiMessage {
   readonly name: string;
@@ -38,16 +44,32 @@ export interface AsyncApiMessage {
   readonly payload?: SchemaObject | Reference;
   /** Headers the message carries, as a JSON Schema of an object of strings. */
   readonly headers?: SchemaObject;
+  /** On requests and replies: the `correlation-id` header that pairs them. */
+  readonly correlationId?: AsyncApiLocation;
   readonly summary?: string;
   readonly description?: string;
 }
 
 /** A topic (`address`) and the messages seen on it. */
 export interface AsyncApiChannel {
-  /** The ktransport topic, with `{parameters}` in place of the wildcards of a filter. */
-  readonly address: string;
+  /**
+   * The ktransport topic, with `{parameters}` in place of the wildcards of a
+   * filter; `null` on a reply channel, whose topic each request names in its
+   * `reply-to` header.
+   */
+  readonly address: string | null;
+  readonly description?: string;
   readonly parameters?: Readonly<Record<string, AsyncApiParameter>>;
   readonly messages: Readonly<Record<string, AsyncApiMessage>>;
+}
+
+/** The reply of a request–reply operation: where it goes and what it carries. */
+export interface AsyncApiOperationReply {
+  /** `$message.header#/reply-to`: the request names the reply topic. */
+  readonly address: AsyncApiLocation;
+  /** The reply channel (its address is `null`: dynamic). */
+  readonly channel: Reference;
+  readonly messages: readonly Reference[];
 }
 
 /** A `receive` (an `@Subscribe` method) or a `send` (an `@Publishes` method, a dead-letter copy). */
@@ -59,6 +81,8 @@ export interface AsyncApiOperation {
   readonly description?: string;
   /** The consumer group declared on `@Subscribe`, when there is one. */
   readonly 'x-ktransport-group'?: string;
+  /** With a `replySchema`: the reply the responder sends, or the requester expects. */
+  readonly reply?: AsyncApiOperationReply;
 }
 
 /** The AsyncAPI 3.0.0 document `asyncApiDocument` builds: plain data, keys in a stable order. */

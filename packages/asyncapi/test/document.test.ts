@@ -195,3 +195,120 @@ describe('bad topics', () => {
     }
   });
 });
+
+describe('request–reply', () => {
+  const Ask = z.object({ sku: z.string() });
+  const Quote = z.object({ sku: z.string(), cents: z.number().int() });
+  class Prices {
+    @Subscribe('prices/quote', { schema: Ask, replySchema: Quote, group: 'pricing' })
+    quote(message: Message<z.infer<typeof Ask>>): z.input<typeof Quote> {
+      return { sku: message.body.sku, cents: 1 };
+    }
+
+    @Subscribe('prices/+/quote', { schema: Ask, replySchema: Quote, codec: 'msgpack' })
+    regional(message: Message<z.infer<typeof Ask>>): z.input<typeof Quote> {
+      return { sku: message.body.sku, cents: 2 };
+    }
+
+    @Subscribe('prices/changed', { schema: Ask })
+    changed(_message: Message<z.infer<typeof Ask>>): void {}
+  }
+  class PriceClient {
+    @Publishes('prices/quote', { schema: Ask, replySchema: Quote, summary: 'Asks for a quote' })
+    ask(): void {}
+
+    @Publishes('prices/quote', { schema: Ask })
+    nudge(): void {}
+  }
+  const document = asyncApiDocument({ info, services: [Prices, PriceClient] });
+  const reply = {
+    address: { location: '$message.header#/reply-to' },
+    channel: { $ref: '#/channels/prices-quote-reply' },
+    messages: [{ $ref: '#/channels/prices-quote-reply/messages/prices-quote-reply' }],
+  };
+
+  it('passes the official AsyncAPI parser without errors', async () => {
+    expect(await parserErrors(document)).toEqual([]);
+    expect(await parserErrors(toYaml(document))).toEqual([]);
+  });
+
+  it('gives a receive operation with replySchema a reply to the address in reply-to', () => {
+    expect(document.operations['Prices.quote']?.reply).toEqual(reply);
+    expect(document.operations['Prices.quote']?.['x-ktransport-group']).toBe('pricing');
+    expect(document.operations['Prices.changed']?.reply).toBeUndefined();
+    expect(document.operations['PriceClient.nudge']?.reply).toBeUndefined();
+  });
+
+  it('gives a send operation with replySchema the same reply', () => {
+    expect(document.operations['PriceClient.ask']?.reply).toEqual(reply);
+    expect(document.operations['PriceClient.ask']?.summary).toBe('Asks for a quote');
+  });
+
+  it('puts replies on a channel whose address is dynamic (null), one per requested topic', () => {
+    expect(Object.keys(document.channels)).toEqual([
+      'prices-changed',
+      'prices-level2-quote',
+      'prices-level2-quote-reply',
+      'prices-quote',
+      'prices-quote-reply',
+    ]);
+    const channel = document.channels['prices-quote-reply'];
+    expect(channel?.address).toBeNull();
+    expect(channel?.description).toContain('`reply-to`');
+    expect(channel?.parameters).toBeUndefined();
+    expect(toYaml(document)).toContain('address: null');
+  });
+
+  it('describes the reply: payload from replySchema, content type from the codec, correlation id and error headers', () => {
+    const message = document.channels['prices-quote-reply']?.messages['prices-quote-reply'];
+    expect(message?.contentType).toBe('application/json');
+    expect(message?.payload).toEqual({ $ref: '#/components/schemas/prices-quote-reply' });
+    expect(document.components?.schemas['prices-quote-reply']).toMatchObject({
+      type: 'object',
+      required: ['sku', 'cents'],
+      properties: { cents: { type: 'integer' } },
+    });
+    expect(message?.correlationId).toEqual({ location: '$message.header#/correlation-id' });
+    expect(Object.keys(message?.headers?.properties as object)).toEqual(['correlation-id', 'x-reply-error', 'x-reply-error-type']);
+    expect(message?.description).toMatch(/error reply: an empty body/);
+    const regional = document.channels['prices-level2-quote-reply']?.messages['prices-level2-quote-reply'];
+    expect(regional?.contentType).toBe('application/msgpack');
+    // The same reply schema object: one component.
+    expect(regional?.payload).toEqual({ $ref: '#/components/schemas/prices-quote-reply' });
+  });
+
+  it('documents reply-to and correlation-id on the request, apart from the same body sent without a reply', () => {
+    const messages = document.channels['prices-quote']?.messages ?? {};
+    expect(Object.keys(messages)).toEqual(['prices-quote', 'prices-quote-2']);
+    const ref = '#/channels/prices-quote/messages/prices-quote';
+    expect(document.operations['Prices.quote']?.messages).toEqual([{ $ref: ref }]);
+    expect(document.operations['PriceClient.ask']?.messages).toEqual([{ $ref: ref }]);
+    expect(document.operations['PriceClient.nudge']?.messages).toEqual([{ $ref: '#/channels/prices-quote/messages/prices-quote-2' }]);
+    expect(Object.keys(messages['prices-quote']?.headers?.properties as object)).toEqual(['correlation-id', 'reply-to']);
+    expect(messages['prices-quote']?.correlationId).toEqual({ location: '$message.header#/correlation-id' });
+    expect(messages['prices-quote-2']?.headers).toBeUndefined();
+    expect(messages['prices-quote-2']?.correlationId).toBeUndefined();
+  });
+
+  it('does not take a reply channel id another topic already has', async () => {
+    class Clash {
+      @Subscribe('a', { replySchema: Quote })
+      a(): void {}
+      @Subscribe('a-reply')
+      b(): void {}
+    }
+    const clash = asyncApiDocument({ info, services: [Clash] });
+    expect(clash.channels['a-reply']?.address).toBe('a-reply');
+    expect(clash.channels['a-reply-2']?.address).toBeNull();
+    expect(clash.operations['Clash.a']?.reply?.channel).toEqual({ $ref: '#/channels/a-reply-2' });
+    expect(await parserErrors(clash)).toEqual([]);
+  });
+
+  it('names the method when the reply schema cannot give JSON Schema', () => {
+    class Dated {
+      @Subscribe('when', { replySchema: z.object({ at: z.date() }) })
+      when(): void {}
+    }
+    expect(() => asyncApiDocument({ info, services: [Dated] })).toThrow(/Dated\.when: the schema cannot be written as JSON Schema/);
+  });
+});
