@@ -51,6 +51,13 @@ const REPLY_TOPIC_PREFIX = 'ktransport.reply.';
 /** A publish option of the broker's own: the topic is a Kafka topic name as it is (a reply's `reply-to`), not passed through `topicName`. */
 const KAFKA_NAME: unique symbol = Symbol('ktransport.kafka.name');
 
+/**
+ * How often a responder checks that the reply topics its producer wrote to still
+ * exist: well within kafkajs' metadata refresh (metadataMaxAge, 5 minutes), which
+ * fails for a topic deleted meanwhile.
+ */
+const REPLY_TARGETS_CHECK_MS = 60_000;
+
 type SendOptions = KafkaPublishOptions & { readonly [KAFKA_NAME]?: true };
 
 /**
@@ -79,8 +86,9 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
   readonly #replies: BatchingProducer;
   readonly #repliesHealth = {};
   #repliesOpen: Promise<void> | undefined;
-  /** Reply topics the reply producer's current kafkajs producer wrote to. */
+  /** Reply topics the reply producer's current kafkajs producer wrote to, and when they were last seen to exist. */
   readonly #replyTargets = new Set<string>();
+  #replyTargetsSeenAt = 0;
   readonly #subscribers = new Set<GroupSubscriber>();
   /** Parts that are failing (producer, consumers, the health probe): `state` is `reconnecting` while any is. */
   readonly #unhealthy = new Set<object>();
@@ -473,7 +481,9 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
    * is looked up first: one that does not exist (its requester disconnected)
    * rejects with an UnknownTopicError, and when one it wrote to was deleted
    * meanwhile, a fresh kafkajs producer takes over (kafkajs would ask for that
-   * topic again in its metadata request, and fail). A reply that still meets a
+   * topic again in its metadata request, and fail); so too at most every
+   * minute for the topics it wrote to (kafkajs refreshes its metadata every
+   * five minutes). A reply that still meets a
    * deleted topic (deleted after the lookup, or found by kafkajs' periodic
    * metadata refresh) is sent once more by a fresh producer.
    */
@@ -488,8 +498,9 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
       });
     }
     await this.#repliesOpen;
-    if (!this.#replyTargets.has(topic)) {
+    if (!this.#replyTargets.has(topic) || Date.now() - this.#replyTargetsSeenAt > REPLY_TARGETS_CHECK_MS) {
       const existing = new Set(await admin.listTopics());
+      this.#replyTargetsSeenAt = Date.now();
       if (!existing.has(topic)) {
         throw new UnknownTopicError(topic, `cannot reply to ${topic}: the topic does not exist (its requester disconnected?); the reply was dropped`, {
           retriable: false,
