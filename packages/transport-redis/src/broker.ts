@@ -61,8 +61,9 @@ const REPLY_STREAM_MAXLEN = 10_000;
  * (`keyPrefix` + topic); `publish` is XADD and resolves with Redis' answer.
  * A subscription with a `group` is a consumer of that consumer group
  * (XREADGROUP on a connection of its own, XACK after the handler, XAUTOCLAIM of
- * abandoned entries); one without reads new entries with XREAD. See the
- * package README for the semantics.
+ * abandoned entries); one without reads new entries with XREAD. An entry
+ * with a `reply-to` field is a request: its handler's return value is added
+ * to the stream that field names. See the package README for the semantics.
  */
 export class RedisBroker implements Broker, Requester, ObservableConnection {
   readonly system = 'redis';
@@ -299,9 +300,13 @@ export class RedisBroker implements Broker, Requester, ObservableConnection {
    * acknowledged (XACK) only after its handler succeeded or it was
    * dead-lettered. Without: reads entries added after this call (XREAD), with
    * nothing to acknowledge. Resolves once reading is set up: nothing added after
-   * that is missed. Rejects with a ConfigurationError for a wildcard, a
-   * SubscribeError when Redis refuses (WRONGTYPE: the key is not a stream), a
-   * ConnectionError when not connected.
+   * that is missed. An entry with a `reply-to` field is answered: the
+   * handler's return value (or its failure) is added to the stream key that
+   * field names, as it is, with the entry's `correlation-id`; a key that is
+   * not a stream is reported to `onError` as a WrongTypeError. Rejects with
+   * a ConfigurationError for a wildcard, a SubscribeError when Redis refuses
+   * (WRONGTYPE: the key is not a stream), a ConnectionError when not
+   * connected.
    */
   subscribe<T = unknown>(topic: string, handler: Handler<T>, options?: RedisSubscribeOptions): Promise<Subscription & SubscriptionLoad>;
   subscribe(topic: string, handler: Handler<never>, options: RedisSubscribeOptions = {}): Promise<Subscription & SubscriptionLoad> {
