@@ -362,7 +362,7 @@ export class AmqpBroker implements Broker, Requester, ObservableConnection {
    */
   async #subscribeReplies(queue: string, handler: Handler<Uint8Array>): Promise<Subscription> {
     const model = this.#model;
-    if (this.#phase !== 'open' || !model) throw new ConnectionError(`cannot take replies: amqp broker is not connected`);
+    if (this.#phase !== 'open' || !model) throw new ConnectionError(`cannot send a request: amqp broker is not connected`);
     const count = this.#options.prefetch;
     const deadLetter = MessagePipeline.deadLetterVia(() => Promise.reject(new ConnectionError('replies are not dead-lettered')));
     const consumer = this.#pipeline.consumer(queue, handler, { codec: 'bytes' }, deadLetter);

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { RemoteError } from '@ktransport/broker';
-import { InvalidHeaderError } from '@ktransport/transport-amqp';
+import { ConnectionError, RemoteError } from '@ktransport/broker';
+import { AmqpBroker, InvalidHeaderError } from '@ktransport/transport-amqp';
 import amqplib, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { open, outcome, SHARED_URL, sleep, unique, waitFor } from './helpers.js';
@@ -78,6 +78,28 @@ describe('request–reply over AMQP 0.9.1 (reply_to, correlation_id)', () => {
     expect(failure?.properties.headers).toMatchObject({ 'x-reply-error-type': 'RangeError', 'x-reply-error': 'no negative numbers' });
   });
 
+  it('answers an amqplib requester that uses Direct Reply-to (amq.rabbitmq.reply-to)', async () => {
+    const t = unique('rr-direct');
+    const responder = await open();
+    await responder.subscribe<{ n: number }>(t, (m) => ({ half: m.body.n / 2 }));
+    const channel = await raw();
+    const replies: ConsumeMessage[] = [];
+    // Direct Reply-to: consume the pseudo-queue in no-ack mode, then publish on the same channel.
+    await channel.consume('amq.rabbitmq.reply-to', (m) => void (m && replies.push(m)), { noAck: true });
+    channel.publish('ktransport', key(t), Buffer.from(JSON.stringify({ n: 9 })), {
+      contentType: 'application/json',
+      replyTo: 'amq.rabbitmq.reply-to',
+      correlationId: 'direct-1',
+    });
+    await waitFor(
+      () => replies.length === 1,
+      5_000,
+      () => 'no reply',
+    );
+    expect(JSON.parse(String(replies[0]?.content))).toEqual({ half: 4.5 });
+    expect(replies[0]?.properties.correlationId).toBe('direct-1');
+  });
+
   it('answers amqp-publish --reply-to (amqp-tools, no correlation id): the reply goes to the named queue', async () => {
     const t = unique('rr-amqp-publish');
     const responder = await open();
@@ -149,6 +171,17 @@ describe('request–reply over AMQP 0.9.1 (reply_to, correlation_id)', () => {
     }
     await broker.subscribe(t, () => 'still up');
     expect((await broker.request(t, 1, { timeoutMs: 5_000 })).body).toBe('still up');
+  });
+
+  it('request() on a broker that is not connected (never, or no more) rejects with a ConnectionError', async () => {
+    const idle = new AmqpBroker({ url: SHARED_URL, tracing: false, metrics: false });
+    await expect(idle.request(unique('rr-idle'), 1, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(ConnectionError);
+    const broker = await open();
+    const t = unique('rr-after');
+    await broker.subscribe(t, () => 'up');
+    expect((await broker.request(t, 1, { timeoutMs: 5_000 })).body).toBe('up');
+    await broker.disconnect();
+    await expect(broker.request(t, 1, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(ConnectionError);
   });
 
   it('a reply-to that arrives as a headers table entry (not the property) asks for no reply', async () => {
