@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { conformanceCases } from '@ktransport/broker/testing';
+import { conformanceCases, sleep } from '@ktransport/broker/testing';
 import { NatsBroker } from '@ktransport/transport-nats';
 import { type Admin, admin, fast } from './helpers.js';
 import { PrivateNats } from './servers.js';
@@ -20,6 +20,18 @@ afterAll(async () => {
   await nats.remove();
 }, 30_000);
 
+/** Waits (at most about 10 s plus one request's timeout) until the admin connection is back and JetStream answers. */
+async function adminReady(): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const ready = await setup?.jsm.getAccountInfo().then(
+      () => true,
+      () => false,
+    );
+    if (ready) return;
+    await sleep(100);
+  }
+}
+
 describe('NatsBroker conformance', () => {
   const cases = conformanceCases({
     createBroker: () => new NatsBroker({ url: nats.url, ...fast, ackWaitMs: 5_000, maxAckPending: MAX_ACK_PENDING }),
@@ -35,7 +47,11 @@ describe('NatsBroker conformance', () => {
       if (!setup) throw new Error('the admin connection is not open');
       await setup.stream(topic);
     },
-    restartBroker: () => nats.restart(),
+    // The admin connection reconnects too: the cases after this one (request–reply) make their streams through it.
+    restartBroker: async () => {
+      await nats.restart();
+      await adminReady();
+    },
     waitMs: 20_000,
   });
   for (const c of cases) it(c.name, c.run, c.timeoutMs);

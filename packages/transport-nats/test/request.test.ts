@@ -5,6 +5,7 @@ import { InvalidHeaderError, NatsBroker } from '@ktransport/transport-nats';
 import { AckPolicy, DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { createInbox, Empty, headers as natsHeaders, type Msg, type MsgHdrs } from '@nats-io/nats-core';
 import { type Admin, admin, ensureNats, fast, unique } from './helpers.js';
+import { PrivateNats } from './servers.js';
 
 /*
  * Request–reply against the machine's nats-server, with the raw nats.js v3
@@ -265,4 +266,68 @@ describe('request–reply on NATS JetStream', () => {
       await server.disconnect();
     }
   });
+
+  it('a request is stored: a group whose responders are all down for a moment answers it when one is back', async () => {
+    const topic = unique('rr-stored');
+    await setup.stream(topic);
+    const group = unique('squares');
+    const serve = (broker: NatsBroker) => broker.subscribe<Question>(topic, (m) => ({ square: m.body.n * m.body.n }), { group });
+    const server = new NatsBroker({ ...fast });
+    await server.connect();
+    // The group's durable consumer exists; then its only responder goes away.
+    await (await serve(server)).unsubscribe();
+    const client = new NatsBroker({ ...fast });
+    await client.connect();
+    try {
+      const reply = client.request<{ square: number }>(topic, { n: 9 }, { timeoutMs: 15_000 });
+      await sleep(500);
+      await serve(server);
+      expect((await reply).body).toEqual({ square: 81 });
+    } finally {
+      await client.disconnect();
+      await server.disconnect();
+    }
+  });
+
+  it('after a server restart the inbox is subscribed again: requests made once reconnected are answered', async () => {
+    const nats = new PrivateNats();
+    await nats.start();
+    const topic = unique('rr-restart');
+    const broker = new NatsBroker({ ...fast, url: nats.url, streams: [{ name: 'RR_RESTART', subjects: [`${topic}.>`, topic] }] });
+    try {
+      await broker.connect();
+      const states: string[] = [];
+      broker.onStateChange((state) => void states.push(state));
+      const inboxes: string[] = [];
+      await broker.subscribe<Question>(
+        topic,
+        (m) => {
+          inboxes.push(m.headers['reply-to'] ?? '');
+          return { square: m.body.n * m.body.n };
+        },
+        { group: unique('squares') },
+      );
+      expect((await broker.request<{ square: number }>(topic, { n: 2 }, { timeoutMs: 10_000 })).body).toEqual({ square: 4 });
+      await nats.restart();
+      await waitFor(
+        () => states.includes('reconnecting') && broker.state === 'connected',
+        15_000,
+        () => `state ${broker.state}`,
+      );
+      let reply: Message<{ square: number }> | undefined;
+      // The first requests after the reconnect may meet a stream not yet ready (retriable errors).
+      for (let attempt = 0; reply === undefined && attempt < 50; attempt++) {
+        reply = await broker.request<{ square: number }>(topic, { n: 3 }, { timeoutMs: 5_000 }).catch(async () => {
+          await sleep(200);
+          return undefined;
+        });
+      }
+      expect(reply?.body).toEqual({ square: 9 });
+      // The same inbox, subscribed again by nats.js on the new connection.
+      expect(new Set(inboxes).size).toBe(1);
+    } finally {
+      await broker.disconnect();
+      await nats.remove();
+    }
+  }, 60_000);
 });
