@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Handler, PublishOptions, RequestOptions, SubscribeOptions, Subscription } from './broker.js';
 import type { CodecRegistry } from './codec/registry.js';
-import { BrokerError, ConfigurationError, ConnectionError, DecodeError, RemoteError, TimeoutError, ValidationError } from './errors.js';
+import { BrokerError, ConfigurationError, ConnectionError, DecodeError, RemoteError, TimeoutError } from './errors.js';
 import { HEADER, type Message } from './message.js';
 import { REPLY_ERROR_MAX_BYTES, REPLY_HEADER } from './middleware/reply.js';
+import { validated } from './schema.js';
 import { errorText, headerText } from './text.js';
 
 /** Default wait for a reply. */
@@ -142,17 +143,7 @@ export class RequestClient {
         cause: error,
       });
     }
-    if (schema) {
-      let result = schema['~standard'].validate(body);
-      if (result instanceof Promise) result = await result;
-      if (result.issues) {
-        throw new ValidationError(
-          `the reply to ${topic}`,
-          result.issues.map((issue) => ({ message: issue.message, path: (issue.path ?? []).map((s) => String(typeof s === 'object' ? s.key : s)).join('.') })),
-        );
-      }
-      body = result.value;
-    }
+    if (schema) body = await validated(schema, body, `the reply to ${topic}`);
     return { ...message, body };
   }
 }

@@ -2,8 +2,9 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Handler, HandlerContext } from '../broker.js';
 import type { Codec } from '../codec/codec.js';
 import { StoppingError } from '../engine/slot.js';
-import { errorType, ValidationError } from '../errors.js';
+import { errorType } from '../errors.js';
 import { HEADER, type Headers, type Message } from '../message.js';
+import { validated } from '../schema.js';
 import { errorText, headerText } from '../text.js';
 import type { DeadLetterPublish } from './dead-letter.js';
 import type { Middleware } from './middleware.js';
@@ -108,19 +109,11 @@ export function reply(codec: Codec, publish: ReplyPublish, report: ErrorReporter
 
   /** The schema's output for `value`; a value that fails it is reported and thrown as a ValidationError. */
   async function validReply(schema: StandardSchemaV1, value: unknown, message: Message, context: HandlerContext): Promise<unknown> {
-    let result = schema['~standard'].validate(value);
-    if (result instanceof Promise) result = await result;
-    if (!result.issues) return result.value;
-    const error = new ValidationError(
-      `the reply to ${message.topic}`,
-      result.issues.map((issue) => ({ message: issue.message, path: issuePath(issue.path) })),
-    );
-    report(error, message, context);
-    throw error;
+    try {
+      return await validated(schema, value, `the reply to ${message.topic}`);
+    } catch (error) {
+      report(error, message, context);
+      throw error;
+    }
   }
-}
-
-function issuePath(path: StandardSchemaV1.Issue['path']): string {
-  if (!path) return '';
-  return path.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.');
 }

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { ValidationError } from '../errors.js';
+import { validated } from '../schema.js';
 import type { Middleware } from './middleware.js';
 
 /**
@@ -8,20 +8,5 @@ import type { Middleware } from './middleware.js';
  * violation fails with a non-retriable ValidationError listing every issue.
  */
 export function validation(schema: StandardSchemaV1): Middleware {
-  return (next) => async (message, context) => {
-    let result = schema['~standard'].validate(message.body);
-    if (result instanceof Promise) result = await result;
-    if (result.issues) {
-      throw new ValidationError(
-        message.topic,
-        result.issues.map((issue) => ({ message: issue.message, path: formatPath(issue.path) })),
-      );
-    }
-    return next({ ...message, body: result.value }, context);
-  };
-}
-
-function formatPath(path: StandardSchemaV1.Issue['path']): string {
-  if (!path) return '';
-  return path.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.');
+  return (next) => async (message, context) => next({ ...message, body: await validated(schema, message.body, message.topic) }, context);
 }
