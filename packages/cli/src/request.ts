@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigurationError, HEADER, type Message, RemoteError, type RequestOptions, supportsRequest, TimeoutError } from '@ktransport/broker';
 import { integer, parse, timeoutMs } from './args.js';
-import { openBroker } from './connect.js';
+import { natsSubject, openBroker } from './connect.js';
 import { EXIT, type RunIo, UsageError } from './io.js';
 import { codecOption, MESSAGE_HELP, MESSAGE_OPTIONS, outgoing } from './message.js';
 import { checkApplies } from './publish.js';
@@ -13,8 +13,8 @@ export const REQUEST_HELP = `Usage: ktransport request <url> <topic> <body | -> 
 
 Sends a request (a message with reply-to and correlation-id headers) and prints
 the reply of the service that answers it. The body is the argument, or stdin
-when it is "-". Works on every transport that has request-reply (MQTT 5 today;
-on the others it says so and exits 1).
+when it is "-". Works on every transport whose broker has request() (all five;
+one without it says so and exits 1).
 
 Options:
 ${MESSAGE_HELP}
@@ -25,9 +25,15 @@ ${MESSAGE_HELP}
       --json               the reply as one JSON object (topic, headers,
                            contentType, encoding, body: as tail --json)
       --qos 0|1|2          MQTT quality of service of the request (default 1)
+      --stream NAME        NATS: bind to the stream NAME, or create it capturing
+                           the topic's subject (a request is a stored JetStream
+                           publish: without a stream capturing the subject it
+                           fails with NoStreamError)
+      --mandatory          AMQP: fail at once (UnroutableError) when no queue is
+                           bound for the topic, instead of waiting for --timeout
       --sasl MECHANISM     Kafka SASL: plain (default), scram-sha-256, scram-sha-512
-      --timeout SECONDS    limit for connecting, then for the reply (default 10
-                           each; fractions allowed: 0.5)
+      --timeout SECONDS    wait for the reply (default 10; fractions allowed:
+                           0.5). Connecting has 10 s, or --timeout when longer
   -h, --help               this help
 
 Exit status: 0 a reply came (printed on stdout); 124 no reply within --timeout
@@ -40,6 +46,8 @@ Examples:
   ktransport request mqtt://127.0.0.1:1883 prices/quote '{"sku":"A-1"}' --json
   echo '{"sku":"A-1"}' | ktransport request mqtt://127.0.0.1:1883 prices/quote - --timeout 30
   ktransport request mqtt://127.0.0.1:1883 clock/now '' --codec text --reply-codec text
+  ktransport request nats://127.0.0.1:4222 prices/quote '{"sku":"A-1"}' --stream PRICES
+  ktransport request amqp://guest:guest@127.0.0.1:5672 prices/quote '{"sku":"A-1"}' --mandatory
 `;
 
 const OPTIONS = {
@@ -47,6 +55,8 @@ const OPTIONS = {
   'reply-codec': { type: 'string' },
   json: { type: 'boolean' },
   qos: { type: 'string' },
+  stream: { type: 'string' },
+  mandatory: { type: 'boolean' },
   sasl: { type: 'string' },
   timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -66,19 +76,30 @@ export async function requestCommand(args: readonly string[], io: RunIo): Promis
   const replyCodec = codecOption('reply-codec', values['reply-codec']);
   const qos = integer('qos', values.qos, 0, 2);
   const limit = timeoutMs(values.timeout);
+  // A short wait for the reply is no reason to give up on a broker that takes a moment to connect (Kafka).
+  const connectLimit = Math.max(limit, timeoutMs(undefined));
   const message = await outgoing(values, bodyArg, io);
 
-  const opened = openBroker({ url, env: io.env ?? {}, timeoutMs: limit, sasl: values.sasl, report: (t) => io.stderr.write(`ktransport: ${t}\n`) });
-  checkApplies(opened, { qos: qos !== undefined });
+  const stream = values.stream === undefined ? undefined : { name: values.stream, subjects: [natsSubject(topic)] };
+  const opened = openBroker({
+    url,
+    env: io.env ?? {},
+    timeoutMs: connectLimit,
+    stream,
+    sasl: values.sasl,
+    report: (t) => io.stderr.write(`ktransport: ${t}\n`),
+  });
+  checkApplies(opened, { qos: qos !== undefined, stream: stream !== undefined, mandatory: values.mandatory === true });
   const broker = opened.broker;
   if (!supportsRequest(broker)) {
-    io.stderr.write(`ktransport: the ${opened.transport} transport has no request-reply in this version; request works on a transport that has it (mqtt)\n`);
+    io.stderr.write(`ktransport: the ${opened.transport} transport has no request-reply in this version\n`);
     return EXIT.failure;
   }
   // A reply without content-type is kept as bytes (unless --reply-codec says how to read it) and shown as tail shows a payload.
   const options: RequestOptions = {
     ...message.options,
     ...(qos === undefined ? {} : { qos: qos as 0 | 1 | 2 }),
+    ...(values.mandatory ? { mandatory: true } : {}),
     timeoutMs: limit,
     replyCodec: replyCodec ?? 'bytes',
   };

@@ -2,7 +2,23 @@ import { spawn } from 'node:child_process';
 import type { Broker, Handler } from '@ktransport/broker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ConnectOptions, openBroker } from '../src/connect.js';
-import { assertBuilt, cli, ensureBrokers, jsonLines, MQTT_URL, runHere, start, tool, unique } from './helpers.js';
+import {
+  AMQP_URL,
+  assertBuilt,
+  cli,
+  deleteNatsStream,
+  ensureBrokers,
+  jsonLines,
+  KAFKA_URL,
+  MQTT_URL,
+  NATS_URL,
+  REDIS_URL,
+  runHere,
+  start,
+  tool,
+  unique,
+} from './helpers.js';
+import { natsSubject } from '../src/connect.js';
 
 // `ktransport request` (in this process through `run`, and the binary) answered by a
 // ktransport responder on each transport that has request–reply, and by a foreign
@@ -33,8 +49,32 @@ interface Case {
   readonly fresh: () => { topic: string; request?: string[]; responder?: Partial<ConnectOptions>; cleanup?: () => Promise<void> };
 }
 
-/** The transports with request–reply: adding one is adding its line here. */
-const transports: Case[] = [{ name: 'mqtt', url: MQTT_URL, fresh: () => ({ topic: `${unique('rr')}/t` }) }];
+/** The transports with request–reply: adding one is adding its line here (with what its topics need). */
+const transports: Case[] = [
+  { name: 'mqtt', url: MQTT_URL, fresh: () => ({ topic: `${unique('rr')}/t` }) },
+  { name: 'kafka', url: KAFKA_URL, fresh: () => ({ topic: unique('rr') }) },
+  { name: 'amqp', url: AMQP_URL, fresh: () => ({ topic: `${unique('rr')}/t` }) },
+  { name: 'nats', url: NATS_URL, fresh: () => natsTopic() },
+  { name: 'redis', url: REDIS_URL, fresh: () => redisTopic() },
+];
+
+/** NATS: a request is a stored JetStream publish, so the topic needs a stream (created by both sides, deleted afterwards). */
+function natsTopic(): ReturnType<Case['fresh']> {
+  const topic = `${unique('rr')}/t`;
+  const name = unique('S');
+  return {
+    topic,
+    request: ['--stream', name],
+    responder: { stream: { name, subjects: [natsSubject(topic)] } },
+    cleanup: () => deleteNatsStream(name),
+  };
+}
+
+/** Redis: the topic is a stream key, deleted afterwards. */
+function redisTopic(): ReturnType<Case['fresh']> {
+  const topic = unique('rr');
+  return { topic, cleanup: async () => void (await tool('redis-cli', ['-h', '127.0.0.1', '-p', '6379', 'DEL', topic])) };
+}
 
 /** A ktransport service answering `topic` with `handler`, opened by URL as the command opens its broker. */
 async function responder(url: string, topic: string, handler: Handler, extra: Partial<ConnectOptions> = {}): Promise<void> {
@@ -67,7 +107,7 @@ describe.each(transports)('$name', ({ url, fresh }) => {
     // The requester's own reply topic (ktransport/reply/<uuid> on MQTT), and the correlation id the responder echoed.
     expect(typeof lines[0]?.topic === 'string' && lines[0].topic !== '' && lines[0].topic !== topic).toBe(true);
     expect((lines[0]?.headers as Record<string, unknown>)['correlation-id']).toMatch(/\S/);
-    expect(outcome.stderr).toContain(`request to ${topic} on ${url}: waiting for the reply (at most 10000 ms)`);
+    expect(outcome.stderr).toContain(`request to ${topic} on ${url.replace(':guest@', ':***@')}: waiting for the reply (at most 10000 ms)`);
   });
 
   it('the binary: a stdin body with --codec text, the readable view of the reply', async () => {
@@ -75,7 +115,7 @@ describe.each(transports)('$name', ({ url, fresh }) => {
     await responder(url, topic, (m) => `${typeof m.body}:${String(m.body)}:${m.headers['content-type']}`, extra);
     const outcome = await cli(['request', url, topic, '-', '--codec', 'text', ...request], { stdin: 'hello there' });
     expect(outcome.code, outcome.stderr).toBe(0);
-    expect(outcome.stdout).toMatch(/^── \S+\n/); // the reply topic
+    expect(outcome.stdout).toMatch(/^── \S+/); // the reply topic, then what the transport tells
     expect(outcome.stdout).toContain('   content-type: application/json');
     expect(outcome.stdout).toMatch(/\n"string:hello there:text\/plain; charset=utf-8"\n$/);
   });
@@ -161,6 +201,22 @@ describe('mqtt', () => {
   });
 });
 
+describe('options of one transport', () => {
+  it('amqp --mandatory: a request nobody is bound for fails at once with UnroutableError, exit 1', async () => {
+    const topic = `${unique('rr-unroutable')}/t`;
+    const outcome = await runHere(['request', AMQP_URL, topic, '{}', '--mandatory', '--timeout', '20']);
+    expect(outcome.code, outcome.stderr).toBe(1);
+    expect(outcome.stderr).toContain(`request to ${topic} failed: the broker returned the mandatory message for ${topic}`);
+    expect(outcome.ms).toBeLessThan(10_000);
+  });
+
+  it('nats without --stream: NoStreamError, exit 1', async () => {
+    const outcome = await runHere(['request', NATS_URL, `${unique('rr-nostream')}/t`, '{}']);
+    expect(outcome.code, outcome.stderr).toBe(1);
+    expect(outcome.stderr).toMatch(/request to \S+ failed: .*no JetStream stream captures the subject/);
+  });
+});
+
 describe('usage errors exit 2, failures 1', () => {
   it.each([
     [['request', MQTT_URL, 'a/b'], 'request needs a body'],
@@ -172,6 +228,8 @@ describe('usage errors exit 2, failures 1', () => {
     [['request', MQTT_URL, 'a/b', '{}', '-H', 'novalue'], '--header takes name=value'],
     [['request', MQTT_URL, 'a/b', '{}', '--qos', '3'], '--qos must be a whole number from 0 to 2'],
     [['request', 'redis://127.0.0.1:6379', 'a', '{}', '--qos', '1'], '--qos and --retain are MQTT options'],
+    [['request', MQTT_URL, 'a/b', '{}', '--stream', 'S'], '--stream is a NATS option'],
+    [['request', NATS_URL, 'a/b', '{}', '--mandatory'], '--mandatory is an AMQP option'],
     [['request', 'foo://127.0.0.1:1', 'a', '{}'], 'unknown URL scheme "foo:"'],
     [['request', MQTT_URL, 'a/b', '{}', '--count', '2'], "Unknown option '--count'"],
   ])('%j', async (args, message) => {
