@@ -199,6 +199,16 @@ describe('mqtt', () => {
     expect(jsonLines(raw.stdout)[0]).toMatchObject({ encoding: 'base64', body: Buffer.from([0x81, 0xa1, 0x61, 0x01]).toString('base64') });
     await foreign.done;
   });
+  it('a foreign reply its content type cannot decode: DecodeError, exit 1, nothing on stdout', async () => {
+    const topic = `${unique('rr-undecodable')}/t`;
+    const foreign = foreignResponder(topic, 1, () => '{not json', 'application/json');
+    await foreign.ready;
+    const outcome = await runHere(['request', MQTT_URL, topic, '{}', '--json']);
+    expect(outcome.code, outcome.stderr).toBe(1);
+    expect(outcome.stdout).toBe('');
+    expect(outcome.stderr).toContain(`request to ${topic} failed: cannot decode the 9-byte reply to the request to ${topic}`);
+    await foreign.done;
+  });
 });
 
 describe('options of one transport', () => {
@@ -273,7 +283,12 @@ interface Received {
  * Response Topic, Correlation Data and payload; mosquitto_pub answers on the
  * Response Topic with the same Correlation Data and no content type.
  */
-function foreignResponder(topic: string, count: number, reply: (request: Received) => string | Buffer): { ready: Promise<void>; done: Promise<Received[]> } {
+function foreignResponder(
+  topic: string,
+  count: number,
+  reply: (request: Received) => string | Buffer,
+  contentType?: string,
+): { ready: Promise<void>; done: Promise<Received[]> } {
   // Line-buffered: mosquitto_sub's stdout into a pipe is block-buffered otherwise (SUBACK and requests would come at its exit).
   const sub = spawn('stdbuf', [
     ...['-oL', 'mosquitto_sub'],
@@ -297,6 +312,7 @@ function foreignResponder(topic: string, count: number, reply: (request: Receive
       received.push(request);
       const body = reply(request);
       const args = ['-h', '127.0.0.1', '-p', '1883', '-V', '5', '-q', '1', '-t', responseTopic, '-D', 'publish', 'correlation-data', correlation];
+      if (contentType !== undefined) args.push('-D', 'publish', 'content-type', contentType);
       answers.push(typeof body === 'string' ? tool('mosquitto_pub', [...args, '-m', body]) : tool('mosquitto_pub', [...args, '-s'], body));
     }
   });
