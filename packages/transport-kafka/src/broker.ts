@@ -214,7 +214,9 @@ export class KafkaBroker implements Broker, Requester, ObservableConnection, Top
   /**
    * Stops every subscription (in-flight handlers finish within `drainTimeoutMs`,
    * their offsets are committed, the groups are left), flushes queued publishes
-   * and closes the connections. Throws DrainTimeoutError if handlers were still running.
+   * and closes the connections. Requests waiting for a reply reject with a
+   * ConnectionError; the reply topic of `request()` is deleted (best effort).
+   * Throws DrainTimeoutError if handlers were still running.
    */
   disconnect(): Promise<void> {
     if (this.#closing) return this.#closing;

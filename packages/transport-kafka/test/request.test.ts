@@ -280,6 +280,13 @@ describe('request–reply over Kafka (reply-to and correlation-id headers)', () 
     }
   }, 90_000);
 
+  it('a request while not connected rejects with a ConnectionError and creates no reply topic', async () => {
+    const broker = new KafkaBroker({ brokers: KAFKA, ...fast });
+    const before = (await kafka.admin.listTopics()).filter((name) => REPLY_TOPIC.test(name)).length;
+    await expect(broker.request(unique('rr-offline'), 1, { timeoutMs: 5_000 })).rejects.toBeInstanceOf(ConnectionError);
+    expect((await kafka.admin.listTopics()).filter((name) => REPLY_TOPIC.test(name)).length).toBeLessThanOrEqual(before);
+  });
+
   it('topicName maps the request topic, not the reply topic: reply-to is the Kafka name the reply is written to', async () => {
     const logical = unique('rr-mapped');
     const mapped = await createTopic(kafka.admin, `app.${logical}`, 1);
