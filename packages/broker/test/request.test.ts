@@ -1,5 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { type Context, context, type ContextManager, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -18,27 +18,6 @@ import {
 } from '@ktransport/broker';
 import { sleep, waitFor } from '@ktransport/broker/testing';
 import { memoryBroker } from './helpers.js';
-
-/** What the Node SDK registers: the active context follows async calls (without one, a reply's send span has no parent). */
-class AsyncContext implements ContextManager {
-  readonly #storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#storage.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.#storage.disable();
-    return this;
-  }
-}
 
 describe('request–reply (memory)', () => {
   it('supportsRequest tells a requester from a plain Broker', async () => {
@@ -231,7 +210,7 @@ describe('request–reply (memory)', () => {
   });
 
   describe('tracing', () => {
-    beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+    beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
     afterAll(() => void context.disable());
 
     it('keeps the reply in the requester’s trace: send request → process → send reply → process reply', async () => {

@@ -1,29 +1,8 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { type Context, context, type ContextManager, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
+import { context, SpanKind, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanUp, open, unique, waitFor } from './helpers.js';
-
-/** The context manager an application registers (the SDK's AsyncLocalStorage one), in a few lines. */
-class AsyncContext implements ContextManager {
-  readonly #storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#storage.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.#storage.disable();
-    return this;
-  }
-}
 
 describe('tracing across RabbitMQ', () => {
   it('makes the process span a child of the send span, through the traceparent AMQP header', async () => {
@@ -67,7 +46,7 @@ describe('tracing across RabbitMQ', () => {
   });
 
   describe('request–reply', () => {
-    beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+    beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
     afterAll(() => void context.disable());
 
     it('keeps the reply in the requester’s trace: send request → process → send reply (to the reply queue) → process reply', async () => {

@@ -2,13 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import type { ConnectionState, ObservableConnection } from '@ktransport/broker';
 import type { GrpcService, ServingStatus } from '@ktransport/transport-grpc';
-import { type Context, type ContextManager, ROOT_CONTEXT } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 export interface EchoRequest {
@@ -125,38 +123,6 @@ export function spanNamed(spans: readonly ReadableSpan[], name: string): Readabl
   const span = spans.find((s) => s.name === name);
   if (!span) throw new Error(`no span ${name}; have ${spans.map((s) => s.name).join(', ') || 'none'}`);
   return span;
-}
-
-/**
- * What an OpenTelemetry SDK registers in Node (NodeSDK uses
- * @opentelemetry/context-async-hooks): the active context follows async calls.
- * Without one, `context.with` does not reach code after an `await`.
- */
-export class AsyncLocalStorageContextManager implements ContextManager {
-  readonly #storage = new AsyncLocalStorage<Context>();
-
-  active(): Context {
-    return this.#storage.getStore() ?? ROOT_CONTEXT;
-  }
-
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(context: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#storage.run(context, () => fn.apply(thisArg, args));
-  }
-
-  bind<T>(context: Context, target: T): T {
-    if (typeof target !== 'function') return target;
-    const fn = target as (...args: unknown[]) => unknown;
-    return ((...args: unknown[]) => this.with(context, () => fn(...args))) as T;
-  }
-
-  enable(): this {
-    return this;
-  }
-
-  disable(): this {
-    this.#storage.disable();
-    return this;
-  }
 }
 
 /** A test double of the ObservableConnection interface: a connection whose state the test sets. */

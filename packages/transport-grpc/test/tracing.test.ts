@@ -12,26 +12,14 @@ import {
   type TextMapSetter,
   trace,
 } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AsyncLocalStorageContextManager,
-  client,
-  collect,
-  countMethod,
-  echoMethod,
-  echoService,
-  failure,
-  serverStream,
-  sleep,
-  spanNamed,
-  tracer,
-  unary,
-} from './helpers.js';
+import { client, collect, countMethod, echoMethod, echoService, failure, serverStream, sleep, spanNamed, tracer, unary } from './helpers.js';
 
 const ECHO = 'ktransport.test.Echo/Echo';
 const COUNT = 'ktransport.test.Echo/Count';
 
-const contextManager = new AsyncLocalStorageContextManager();
+const contextManager = new AsyncLocalStorageContextManager().enable();
 beforeAll(() => void context.setGlobalContextManager(contextManager));
 afterAll(() => {
   context.disable();

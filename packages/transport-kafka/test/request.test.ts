@@ -1,5 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { type Context, context, type ContextManager, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
+import { context, SpanKind } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionError, type Message, PublishError, RemoteError } from '@ktransport/broker';
@@ -51,31 +51,7 @@ async function topicExists(name: string): Promise<boolean> {
   return (await kafka.admin.listTopics()).includes(name);
 }
 
-/**
- * An application's context manager (the Node SDK registers one on AsyncLocalStorage): the reply's
- * send span finds the request's process span as the active one through it.
- */
-class StoredContext implements ContextManager {
-  readonly #store = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#store.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#store.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.#store.disable();
-    return this;
-  }
-}
-
-beforeAll(() => void context.setGlobalContextManager(new StoredContext()));
+beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
 afterAll(() => void context.disable());
 
 describe('request–reply over Kafka (reply-to and correlation-id headers)', () => {

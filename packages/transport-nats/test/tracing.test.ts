@@ -1,5 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { type Context, context, type ContextManager, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
+import { context, SpanKind } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Message } from '@ktransport/broker';
@@ -8,27 +8,6 @@ import { NatsBroker } from '@ktransport/transport-nats';
 import { type Admin, admin, ensureNats, fast, unique } from './helpers.js';
 
 let setup: Admin;
-
-/** The active context following async calls, as the OpenTelemetry Node SDK's context manager does. */
-class AsyncContext implements ContextManager {
-  readonly #store = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#store.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#store.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.#store.disable();
-    return this;
-  }
-}
 
 beforeAll(async () => {
   await ensureNats();
@@ -91,7 +70,7 @@ describe('tracing across the real NATS server', () => {
   });
 
   describe('with a context manager (without one, a reply’s send span has no parent)', () => {
-    beforeAll(() => void context.setGlobalContextManager(new AsyncContext()));
+    beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
     afterAll(() => void context.disable());
 
     it('a reply is part of the requester’s trace: its send span is a child of the request’s process span', async () => {
