@@ -99,6 +99,33 @@ describe('MemoryBroker', () => {
     expect(finished).toEqual([0, 1, 2, 3, 4]);
   });
 
+  it('delivers and handles what draining handlers dead-letter to its own subscriptions, and refuses other publishes meanwhile', async () => {
+    const broker = await memoryBroker({ drainTimeoutMs: 5_000 });
+    const dead: string[] = [];
+    const late: unknown[] = [];
+    // The dead-letter subscription is idle when the drain begins; the failing handlers send to it afterwards.
+    await broker.subscribe<string>('orders/dead', async (m) => {
+      await sleep(10);
+      dead.push(m.body);
+    });
+    await broker.subscribe<string>(
+      'orders',
+      async (m) => {
+        await sleep(30);
+        broker.publish('orders', 'from a handler').catch((e: unknown) => late.push(e));
+        throw new Error(`cannot store ${m.body}`);
+      },
+      { deadLetter: 'orders/dead', concurrency: 2 },
+    );
+    for (const order of ['a', 'b', 'c']) await broker.publish('orders', order);
+    const began = Date.now();
+    await broker.disconnect();
+    expect(Date.now() - began).toBeLessThan(2_000);
+    expect(dead.sort()).toEqual(['a', 'b', 'c']);
+    expect(late).toHaveLength(3);
+    expect(late[0]).toBeInstanceOf(ConnectionError);
+  });
+
   it('gives up draining after drainTimeoutMs with a DrainTimeoutError naming what was left', async () => {
     const broker = await memoryBroker({ drainTimeoutMs: 50 });
     const release = deferred();

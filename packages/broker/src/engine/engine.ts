@@ -165,6 +165,21 @@ export class DeliveryEngine implements EngineLoad {
     return count;
   }
 
+  /** Nothing running, between attempts, queued or waiting for redelivery. */
+  get idle(): boolean {
+    return this.#busy === 0 && this.queued === 0;
+  }
+
+  /**
+   * Resolves once the engine is `idle` or `timeoutMs` passed, taking
+   * deliveries meanwhile as usual (unlike `finish`): a broker whose handlers
+   * publish to its own subscriptions (dead letters, replies) waits with it
+   * until they all are idle at once.
+   */
+  untilIdle(timeoutMs: number): Promise<void> {
+    return this.#whenIdle(timeoutMs, () => this.idle);
+  }
+
   /**
    * Unsubscribe: takes nothing new (pushes are nacked), but what was already
    * received still runs, as it was accepted for this subscription. Resolves
@@ -173,7 +188,7 @@ export class DeliveryEngine implements EngineLoad {
   async finish(timeoutMs: number): Promise<StopResult> {
     if (this.#phase === 'open') this.#phase = 'finishing';
     const deadline = Date.now() + timeoutMs;
-    await this.#whenIdle(timeoutMs, () => this.#busy === 0 && this.queued === 0);
+    await this.#whenIdle(timeoutMs, () => this.idle);
     return this.stop(Math.max(0, deadline - Date.now()));
   }
 

@@ -111,6 +111,8 @@ export class MemoryBroker implements Broker, Requester, ObservableConnection {
   readonly #maxQueued: number;
   readonly #publish: (topic: string, body: unknown, options?: PublishOptions) => Promise<void>;
   #state: 'disconnected' | 'connected' | 'closing' = 'disconnected';
+  /** While closing, until every subscription is idle: the handlers' own publishes (dead letters, replies) are still delivered. */
+  #draining = false;
   readonly #requests: RequestClient;
   readonly #listeners = new Set<(state: ConnectionState) => void>();
 
@@ -157,7 +159,9 @@ export class MemoryBroker implements Broker, Requester, ObservableConnection {
   /**
    * Stops taking publishes and lets every subscription finish what it holds,
    * queued messages included, within `drainTimeoutMs`: an in-process broker has
-   * nobody to hand them back to. Rejects with DrainTimeoutError when handlers
+   * nobody to hand them back to. What the draining handlers send to this
+   * broker's own subscriptions (a dead letter, a reply) is delivered and
+   * handled too. Rejects with DrainTimeoutError when handlers
    * were still running then (and counts the queued messages that were dropped).
    */
   async disconnect(): Promise<void> {
@@ -165,8 +169,16 @@ export class MemoryBroker implements Broker, Requester, ObservableConnection {
     this.#setState('closing');
     this.#requests.close();
     const members = [...this.#members];
+    // Handlers finishing now may dead-letter (or reply) to subscriptions of this broker: those messages are
+    // accepted and still delivered until every subscription is idle at once; then none can come any more.
+    const deadline = Date.now() + this.#pipeline.drainTimeoutMs;
+    this.#draining = true;
+    while (!members.every((member) => member.engine.idle) && Date.now() < deadline) {
+      await Promise.all(members.map((member) => member.engine.untilIdle(Math.max(0, deadline - Date.now()))));
+    }
+    this.#draining = false;
     for (const member of members) member.release();
-    const results = await Promise.all(members.map((member) => member.engine.finish(this.#pipeline.drainTimeoutMs)));
+    const results = await Promise.all(members.map((member) => member.engine.finish(Math.max(0, deadline - Date.now()))));
     this.#members.clear();
     this.#groups.clear();
     this.#trie = new TopicTrie<Route>();
@@ -277,7 +289,7 @@ export class MemoryBroker implements Broker, Requester, ObservableConnection {
 
   /** Queues the message for every target; while one of them is full, waits for room and routes again. */
   #deliver(raw: RawMessage): Promise<void> {
-    if (this.#state !== 'connected') {
+    if (this.#state !== 'connected' && !this.#draining) {
       return Promise.reject(new ConnectionError(`cannot publish to ${raw.topic}: the memory broker disconnected before the message was queued`));
     }
     const routes = this.#trie.match(raw.topic);
