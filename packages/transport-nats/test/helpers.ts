@@ -54,7 +54,18 @@ export async function admin(url = NATS_URL): Promise<Admin> {
     jsm,
     async stream(subject, name) {
       const streamName = name ?? `S-${subject.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-      await jsm.streams.add({ name: streamName, subjects: [subject, `${subject}.>`] });
+      // After a test restarted a private server, this connection may still be reconnecting, or JetStream
+      // recovering its streams from disk (seconds on a loaded machine): a request that timed out is tried again.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const error = await jsm.streams.add({ name: streamName, subjects: [subject, `${subject}.>`] }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (error === undefined) break;
+        if (!(error instanceof Error)) throw new Error('creating the stream failed', { cause: error });
+        if (error.name !== 'TimeoutError' || Date.now() > deadline) throw error;
+      }
       made.push(streamName);
       return streamName;
     },
