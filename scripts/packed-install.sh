@@ -38,5 +38,5 @@ npx --no-install tsc -p tsconfig.json || { say "error: the program does not type
 node dist/main.js
 # The command line as a user installs it: the packed @ktransport/cli's bin answers --help.
 help="$(npx --no-install ktransport --help)" || { say "error: ktransport --help failed from the packed @ktransport/cli"; exit 1; }
-[[ "$help" == *publish* && "$help" == *tail* && "$help" == *asyncapi* ]] || { say "error: ktransport --help does not list its commands: $help"; exit 1; }
-say "node $(node --version): ktransport --help from the packed @ktransport/cli lists publish, tail and asyncapi"
+[[ "$help" == *publish* && "$help" == *tail* && "$help" == *request* && "$help" == *asyncapi* ]] || { say "error: ktransport --help does not list its commands: $help"; exit 1; }
+say "node $(node --version): ktransport --help from the packed @ktransport/cli lists publish, tail, request and asyncapi"
