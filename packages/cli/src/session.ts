@@ -1,4 +1,5 @@
 import { ConfigurationError } from '@ktransport/broker';
+import { NoStreamError } from '@ktransport/transport-nats';
 import type { Opened } from './connect.js';
 import { EXIT, type RunIo } from './io.js';
 
@@ -33,6 +34,9 @@ export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void
 /** An error's message, with its cause's when that says more. */
 export function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
+  // nats.js words a publish no stream captures as "jetstream is not enabled", which is not
+  // what happened (the server has JetStream; no stream covers the subject): say what helps.
+  if (error instanceof NoStreamError) return `${error.message} (--stream NAME binds to a stream or creates one capturing it)`;
   const cause = error.cause instanceof Error ? error.cause.message : undefined;
   return cause && !error.message.includes(cause) ? `${error.message} (${cause})` : error.message;
 }

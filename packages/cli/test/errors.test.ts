@@ -118,6 +118,8 @@ describe('broker failures exit 1, passwords masked', () => {
   it('nats without a stream for the subject: NoStreamError, exit 1', async () => {
     const { code, stderr } = await runHere(['publish', NATS_URL, `${unique('nostream')}/t`, '{}']);
     expect(code).toBe(1);
-    expect(stderr).toMatch(/stream/i);
+    expect(stderr).toMatch(/no JetStream stream captures the subject/);
+    expect(stderr).toContain('--stream NAME');
+    expect(stderr).not.toContain('not enabled');
   });
 });

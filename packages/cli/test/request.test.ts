@@ -224,6 +224,9 @@ describe('options of one transport', () => {
     const outcome = await runHere(['request', NATS_URL, `${unique('rr-nostream')}/t`, '{}']);
     expect(outcome.code, outcome.stderr).toBe(1);
     expect(outcome.stderr).toMatch(/request to \S+ failed: .*no JetStream stream captures the subject/);
+    // The hint that helps, not nats.js' wording of the cause ("jetstream is not enabled": it is).
+    expect(outcome.stderr).toContain('--stream NAME');
+    expect(outcome.stderr).not.toContain('not enabled');
   });
 });
 
