@@ -35,12 +35,17 @@ export class PayloadTooLargeError extends PublishError {
   }
 }
 
-/** Why MQTT cannot carry a string: a character it does not allow, more than 65,535 UTF-8 bytes, or no string at all. */
-export type InvalidTextReason = 'invalid-character' | 'too-long' | 'not-a-string';
+/**
+ * Why MQTT cannot carry a string: a character it does not allow, more than 65,535 UTF-8 bytes,
+ * no string at all, or a wildcard (`+`, `#`) in a `reply-to` header (a Response Topic is a topic
+ * name, not a filter).
+ */
+export type InvalidTextReason = 'invalid-character' | 'too-long' | 'not-a-string' | 'wildcard';
 
 function explain(reason: InvalidTextReason, detail: number): string {
   if (reason === 'too-long') return `is ${detail} UTF-8 bytes long; an MQTT string holds at most 65,535`;
   if (reason === 'not-a-string') return 'is not a string';
+  if (reason === 'wildcard') return `has an MQTT wildcard (+ or #) at index ${detail}; a Response Topic is a topic name, not a filter`;
   return `has a character MQTT strings must not carry (a control character, an unpaired surrogate or a noncharacter) at index ${detail}`;
 }
 

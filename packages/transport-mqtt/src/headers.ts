@@ -145,7 +145,7 @@ export function propertiesSize(topic: string, properties: PublishProperties): nu
   if (responseTopic !== undefined) {
     // A Response Topic is a topic name: wildcards in it are a protocol error that closes the connection.
     if (typeof responseTopic === 'string' && /[+#]/.test(responseTopic)) {
-      throw new InvalidHeaderError(topic, REPLY_HEADER.replyTo, 'value', 'invalid-character', responseTopic.search(/[+#]/));
+      throw new InvalidHeaderError(topic, REPLY_HEADER.replyTo, 'value', 'wildcard', responseTopic.search(/[+#]/));
     }
     props += 1 + headerSize(topic, REPLY_HEADER.replyTo, 'value', responseTopic);
   }

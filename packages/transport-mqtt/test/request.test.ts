@@ -122,7 +122,10 @@ describe('request–reply over MQTT 5 (Response Topic, Correlation Data)', () =>
   it('refuses a reply-to header with wildcards (a protocol error as Response Topic) before sending; the connection stays up', async () => {
     const broker = await open();
     const t = topic('rr-wild');
-    await expect(broker.publish(t, 1, { headers: { 'reply-to': 'replies/+' } })).rejects.toBeInstanceOf(InvalidHeaderError);
+    const error: unknown = await broker.publish(t, 1, { headers: { 'reply-to': 'replies/+' } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidHeaderError);
+    expect(error).toMatchObject({ header: 'reply-to', reason: 'wildcard', retriable: false });
+    expect((error as Error).message).toMatch(/wildcard \(\+ or #\) at index 8/);
     await broker.subscribe(t, () => 'still up');
     expect((await broker.request(t, 1, { timeoutMs: 5_000 })).body).toBe('still up');
   });
