@@ -1,5 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Broker, ConnectionState, Handler, Message, ObservableConnection, RequestOptions, Requester, Subscription } from '@ktransport/broker';
+import type {
+  Broker,
+  ConnectionState,
+  Handler,
+  Message,
+  ObservableConnection,
+  RequestOptions,
+  Requester,
+  SubscribeOptions,
+  Subscription,
+} from '@ktransport/broker';
 import { type BrokerError, ConfigurationError, ConnectionError, DrainTimeoutError, PublishError, SubscribeError } from '@ktransport/broker';
 import {
   invalidTextIndex,
@@ -69,7 +79,7 @@ export class NatsBroker implements Broker, Requester, ObservableConnection {
     this.#requests = new RequestClient(
       {
         publish: (topic, body, options) => this.publish(topic, body, options),
-        subscribe: (subject, handler) => this.#subscribeInbox(subject, handler),
+        subscribe: (subject, handler, options) => this.#subscribeInbox(subject, handler, options),
       },
       {
         codecs: this.#pipeline.codecs,
@@ -336,19 +346,26 @@ export class NatsBroker implements Broker, Requester, ObservableConnection {
   /**
    * The requester's inbox: a core-NATS subscription to `subject` on this
    * connection (no stream captures `_INBOX.>`), each reply handed to `handler`
-   * with its headers and bytes. nats.js subscribes it again after a reconnect;
+   * through the subscribe pipeline (tracing, metrics, middleware, decoding with
+   * `options`). nats.js subscribes it again after a reconnect;
    * it ends with the connection.
    */
-  #subscribeInbox(subject: string, handler: Handler<Uint8Array>): Promise<Subscription> {
+  #subscribeInbox(subject: string, handler: Handler<Uint8Array>, options: SubscribeOptions): Promise<Subscription> {
     const nc = this.#nc;
     if (this.#phase !== 'open' || !nc) return Promise.reject(new ConnectionError('cannot send a request: nats broker is not connected'));
-    const context = { attempt: 1, filter: subject, signal: new AbortController().signal, payload: new Uint8Array(0) };
+    // Through the subscribe pipeline like any received message (with the options the
+    // RequestClient gives: the bytes codec, no retry, dead-letter or reply): the reply gets
+    // its `process <inbox>` span, a child of the reply's send span, its metrics and the
+    // subscribe middleware, as on the other transports.
+    const deadLetter = MessagePipeline.deadLetterVia((topic, body, publishOptions) => this.#publish(topic, body, publishOptions));
+    const consume = this.#pipeline.consumer(subject, handler, options, deadLetter);
+    const signal = new AbortController().signal;
     try {
       const inbox = nc.subscribe(subject, {
         callback: (error, m) => {
           if (error) return;
-          // The RequestClient's handler settles the waiting request synchronously; it never throws.
-          void handler({ topic: subject, body: m.data, headers: fromNatsHeaders(m.headers), raw: m }, { ...context, payload: m.data });
+          // Core NATS: nothing to acknowledge; the RequestClient's handler settles the waiting request and never throws.
+          consume({ topic: subject, body: m.data, headers: fromNatsHeaders(m.headers), raw: m }, signal).catch(() => undefined);
         },
       });
       return Promise.resolve({ topic: subject, unsubscribe: () => Promise.resolve(inbox.unsubscribe()) });

@@ -231,6 +231,32 @@ describe('request–reply on NATS JetStream', () => {
     }
   });
 
+  it('the requester’s subscribe middleware sees the reply on its inbox, as any received message', async () => {
+    const topic = unique('rr-middleware');
+    await setup.stream(topic);
+    const server = await responder(topic);
+    const seen: string[] = [];
+    const client = new NatsBroker({
+      ...fast,
+      middleware: [
+        (next) => (message, context) => {
+          seen.push(message.topic);
+          return next(message, context);
+        },
+      ],
+    });
+    await client.connect();
+    try {
+      const reply = await client.request<{ square: number }>(topic, { n: 5 }, { timeoutMs: 10_000 });
+      expect(reply.body).toEqual({ square: 25 });
+      expect(seen).toEqual([reply.topic]);
+      expect(reply.topic).toMatch(/^_INBOX\./);
+    } finally {
+      await client.disconnect();
+      await server.disconnect();
+    }
+  });
+
   it('each connection has an inbox of its own, gone after disconnect(); a request waiting then rejects with a ConnectionError', async () => {
     const topic = unique('rr-inbox');
     await setup.stream(topic);

@@ -73,7 +73,7 @@ describe('tracing across the real NATS server', () => {
     beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
     afterAll(() => void context.disable());
 
-    it('a reply is part of the requester’s trace: its send span is a child of the request’s process span', async () => {
+    it('a reply is part of the requester’s trace: its send span is a child of the request’s process span, the requester’s process span of the reply a child of that', async () => {
       const exporter = new InMemorySpanExporter();
       const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
       const broker = new NatsBroker({ ...fast, tracing: { tracerProvider } });
@@ -93,7 +93,7 @@ describe('tracing across the real NATS server', () => {
         const reply = await broker.request<{ square: number }>(topic, { n: 6 }, { timeoutMs: 10_000 });
         expect(reply.body).toEqual({ square: 36 });
         await waitFor(
-          () => exporter.getFinishedSpans().length >= 3,
+          () => exporter.getFinishedSpans().length >= 4,
           10_000,
           () => `spans ${exporter.getFinishedSpans().length}`,
         );
@@ -109,6 +109,11 @@ describe('tracing across the real NATS server', () => {
         expect(answered.parentSpanContext?.spanId).toBe(processed.spanContext().spanId);
         // The reply carries the trace context too.
         expect(reply.headers.traceparent).toContain(answered.spanContext().spanId);
+        // The requester's inbox goes through the subscribe pipeline: the reply's process span.
+        const received = spans.find((s) => s.name === `process ${replyTo}`);
+        if (!received) throw new Error(`spans: ${spans.map((s) => s.name).join(', ')}`);
+        expect(received.kind).toBe(SpanKind.CONSUMER);
+        expect(received.parentSpanContext?.spanId).toBe(answered.spanContext().spanId);
       } finally {
         await broker.disconnect();
         await tracerProvider.shutdown();
