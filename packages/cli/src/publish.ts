@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import type { PublishOptions } from '@ktransport/broker';
 import { integer, parse, positive, timeoutMs } from './args.js';
-import { natsSubject, openBroker, type Opened } from './connect.js';
+import type { Opened } from './connect.js';
 import { EXIT, type RunIo, UsageError } from './io.js';
 import { MESSAGE_HELP, MESSAGE_OPTIONS, outgoing } from './message.js';
-import { connectOrFail, describe, sleep } from './session.js';
+import { connectOrFail, describe, openFor, sleep } from './session.js';
 
 /** Help of `ktransport publish`. */
 export const PUBLISH_HELP = `Usage: ktransport publish <url> <topic> <body | -> [options]
@@ -70,16 +70,8 @@ export async function publishCommand(args: readonly string[], io: RunIo): Promis
   const message = await outgoing(values, bodyArg, io);
   const body = message.body;
 
-  const stream = values.stream === undefined ? undefined : { name: values.stream, subjects: [natsSubject(topic)] };
-  const opened = openBroker({
-    url,
-    env: io.env ?? {},
-    timeoutMs: timeoutMs(values.timeout),
-    stream,
-    sasl: values.sasl,
-    report: (t) => io.stderr.write(`ktransport: ${t}\n`),
-  });
-  checkApplies(opened, { qos: values.qos !== undefined || values.retain === true, stream: stream !== undefined, mandatory: values.mandatory === true });
+  const opened = openFor(io, url, topic, values, timeoutMs(values.timeout));
+  checkApplies(opened, { qos: values.qos !== undefined || values.retain === true, stream: values.stream !== undefined, mandatory: values.mandatory === true });
 
   const options: PublishOptions = {
     ...message.options,

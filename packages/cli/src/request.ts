@@ -1,12 +1,11 @@
 import { parseArgs } from 'node:util';
 import { ConfigurationError, HEADER, type Message, RemoteError, type RequestOptions, supportsRequest, TimeoutError } from '@ktransport/broker';
 import { integer, parse, timeoutMs } from './args.js';
-import { natsSubject, openBroker } from './connect.js';
 import { EXIT, type RunIo, UsageError } from './io.js';
 import { codecOption, MESSAGE_HELP, MESSAGE_OPTIONS, outgoing } from './message.js';
 import { checkApplies } from './publish.js';
 import { codecFor, decodedLine, printable, readable } from './render.js';
-import { connectOrFail, describe } from './session.js';
+import { connectOrFail, describe, openFor } from './session.js';
 
 /** Help of `ktransport request`. */
 export const REQUEST_HELP = `Usage: ktransport request <url> <topic> <body | -> [options]
@@ -80,16 +79,8 @@ export async function requestCommand(args: readonly string[], io: RunIo): Promis
   const connectLimit = Math.max(limit, timeoutMs(undefined));
   const message = await outgoing(values, bodyArg, io);
 
-  const stream = values.stream === undefined ? undefined : { name: values.stream, subjects: [natsSubject(topic)] };
-  const opened = openBroker({
-    url,
-    env: io.env ?? {},
-    timeoutMs: connectLimit,
-    stream,
-    sasl: values.sasl,
-    report: (t) => io.stderr.write(`ktransport: ${t}\n`),
-  });
-  checkApplies(opened, { qos: qos !== undefined, stream: stream !== undefined, mandatory: values.mandatory === true });
+  const opened = openFor(io, url, topic, values, connectLimit);
+  checkApplies(opened, { qos: qos !== undefined, stream: values.stream !== undefined, mandatory: values.mandatory === true });
   const broker = opened.broker;
   if (!supportsRequest(broker)) {
     io.stderr.write(`ktransport: the ${opened.transport} transport has no request-reply in this version\n`);

@@ -1,7 +1,29 @@
 import { ConfigurationError } from '@ktransport/broker';
 import { NoStreamError } from '@ktransport/transport-nats';
-import type { Opened } from './connect.js';
+import { natsSubject, openBroker, type Opened } from './connect.js';
 import { EXIT, type RunIo } from './io.js';
+
+/** A command's `--stream` (NATS) and `--sasl` (Kafka) options. */
+export interface BrokerFlags {
+  readonly stream?: string;
+  readonly sasl?: string;
+}
+
+/**
+ * The broker a command's URL picks, as publish, tail and request open it: the
+ * NATS stream `--stream` names captures `topic`'s subjects, connecting may take
+ * `timeoutMs`, and what the broker reports goes to stderr.
+ */
+export function openFor(io: RunIo, url: string, topic: string, flags: BrokerFlags, timeoutMs: number): Opened {
+  return openBroker({
+    url,
+    env: io.env ?? {},
+    timeoutMs,
+    stream: flags.stream === undefined ? undefined : { name: flags.stream, subjects: [natsSubject(topic)] },
+    sasl: flags.sasl,
+    report: (t) => io.stderr.write(`ktransport: ${t}\n`),
+  });
+}
 
 /** Connects; on failure reports it (redacted) and gives the exit status, after closing what was opened. */
 export async function connectOrFail(opened: Opened, io: RunIo): Promise<number | undefined> {

@@ -1,11 +1,10 @@
 import { parseArgs } from 'node:util';
 import { ConfigurationError, type SubscribeOptions } from '@ktransport/broker';
 import { integer, parse, timeoutMs } from './args.js';
-import { natsSubject, openBroker } from './connect.js';
 import { EXIT, type RunIo, UsageError } from './io.js';
 import { checkApplies } from './publish.js';
 import { readable, tailLine } from './render.js';
-import { connectOrFail, describe } from './session.js';
+import { connectOrFail, describe, openFor } from './session.js';
 
 /** Help of `ktransport tail`. */
 export const TAIL_HELP = `Usage: ktransport tail <url> <filter> [options]
@@ -75,16 +74,8 @@ export async function tailCommand(args: readonly string[], io: RunIo): Promise<n
   const count = integer('count', values.count, 1);
   const qos = integer('qos', values.qos, 0, 2);
   const fromBeginning = values['from-beginning'] === true;
-  const stream = values.stream === undefined ? undefined : { name: values.stream, subjects: [natsSubject(filter)] };
-  const opened = openBroker({
-    url,
-    env: io.env ?? {},
-    timeoutMs: timeoutMs(values.timeout),
-    stream,
-    sasl: values.sasl,
-    report: (t) => io.stderr.write(`ktransport: ${t}\n`),
-  });
-  checkApplies(opened, { qos: qos !== undefined, stream: stream !== undefined });
+  const opened = openFor(io, url, filter, values, timeoutMs(values.timeout));
+  checkApplies(opened, { qos: qos !== undefined, stream: values.stream !== undefined });
   if (fromBeginning && (opened.transport === 'mqtt' || opened.transport === 'amqp')) {
     throw new UsageError(`--from-beginning: ${opened.transport} keeps no history for a new subscriber (it works on kafka, nats and redis)`);
   }

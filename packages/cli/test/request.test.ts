@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { Broker, Handler } from '@ktransport/broker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type ConnectOptions, openBroker } from '../src/connect.js';
+import { type ConnectOptions, natsSubject, openBroker } from '../src/connect.js';
 import {
   AMQP_URL,
   assertBuilt,
@@ -18,7 +18,6 @@ import {
   tool,
   unique,
 } from './helpers.js';
-import { natsSubject } from '../src/connect.js';
 
 // `ktransport request` (in this process through `run`, and the binary) answered by a
 // ktransport responder on each transport that has request–reply, and by a foreign
