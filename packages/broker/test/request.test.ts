@@ -16,7 +16,7 @@ import {
   TimeoutError,
   ValidationError,
 } from '@ktransport/broker';
-import { sleep, waitFor } from '@ktransport/broker/testing';
+import { assertReplyTrace, sleep, waitFor } from '@ktransport/broker/testing';
 import { memoryBroker } from './helpers.js';
 
 describe('request–reply (memory)', () => {
@@ -233,18 +233,33 @@ describe('request–reply (memory)', () => {
             .map((s) => s.name)
             .join(', '),
       );
-      const spans = exporter.getFinishedSpans();
-      const send = spans.find((s) => s.name === 'send ask');
-      const process = spans.find((s) => s.name === 'process ask');
-      const sendReply = spans.find((s) => s.name.startsWith('send ktransport/reply/'));
-      const processReply = spans.find((s) => s.name.startsWith('process ktransport/reply/'));
-      const traceId = caller.spanContext().traceId;
-      for (const span of [send, process, sendReply, processReply]) expect(span?.spanContext().traceId).toBe(traceId);
-      expect(send?.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
-      expect(process?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
-      expect(sendReply?.parentSpanContext?.spanId).toBe(process?.spanContext().spanId);
-      expect(processReply?.parentSpanContext?.spanId).toBe(sendReply?.spanContext().spanId);
+      const { send } = assertReplyTrace(exporter.getFinishedSpans(), {
+        topic: 'ask',
+        replySend: (name) => name.startsWith('send ktransport/reply/'),
+        replyProcess: (name) => name.startsWith('process ktransport/reply/'),
+      });
+      expect(send.spanContext().traceId).toBe(caller.spanContext().traceId);
+      expect(send.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
       await broker.disconnect();
     });
+  });
+});
+
+describe('assertReplyTrace (conformance kit)', () => {
+  const span = (name: string, spanId: string, parent?: string, traceId = 't1') => ({
+    name,
+    spanContext: () => ({ traceId, spanId }),
+    ...(parent === undefined ? {} : { parentSpanContext: { spanId: parent } }),
+  });
+  const names = { topic: 'ask', replySend: (n: string) => n === 'send r', replyProcess: (n: string) => n === 'process r' };
+
+  it('returns the four spans of an unbroken chain and fails on a broken link, another trace or a missing span', () => {
+    const chain = [span('send ask', 'a'), span('process ask', 'b', 'a'), span('send r', 'c', 'b'), span('process r', 'd', 'c')];
+    expect(assertReplyTrace(chain, names).processReply.spanContext().spanId).toBe('d');
+    expect(() => assertReplyTrace([...chain.slice(0, 3), span('process r', 'd', 'a')], names)).toThrow(/reply’s process span is not a child/);
+    expect(() => assertReplyTrace([...chain.slice(0, 2), span('send r', 'c', 'b', 't2'), span('process r', 'd', 'c')], names)).toThrow(
+      /not in the request’s trace/,
+    );
+    expect(() => assertReplyTrace(chain.slice(0, 3), names)).toThrow(/no span for the reply’s processing/);
   });
 });

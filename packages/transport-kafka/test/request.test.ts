@@ -3,7 +3,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionError, type Message, PublishError, RemoteError } from '@ktransport/broker';
-import { sleep, waitFor } from '@ktransport/broker/testing';
+import { assertReplyTrace, sleep, waitFor } from '@ktransport/broker/testing';
 import { KafkaBroker, UnknownTopicError } from '@ktransport/transport-kafka';
 import kafkajs, { type Consumer, type IHeaders, type Producer } from 'kafkajs';
 import { createTopic, defined, fast, KAFKA, sharedKafka, unique, until } from './helpers.js';
@@ -317,17 +317,9 @@ describe('request–reply over Kafka (reply-to and correlation-id headers)', () 
             .map((s) => s.name)
             .join(', ')}`,
       );
-      const span = (prefix: string, topicMatch: (topic: string) => boolean) =>
-        defined(
-          inTrace().find((s) => s.name.startsWith(prefix) && topicMatch(s.name.slice(prefix.length))),
-          `a span ${prefix}… in the request's trace`,
-        );
-      const processed = span('process ', (name) => name === t);
-      const replySend = span('send ', (name) => REPLY_TOPIC.test(name));
-      const replyProcessed = span('process ', (name) => REPLY_TOPIC.test(name));
-      expect(processed.parentSpanContext?.spanId).toBe(send.spanContext().spanId);
-      expect(replySend.parentSpanContext?.spanId).toBe(processed.spanContext().spanId);
-      expect(replyProcessed.parentSpanContext?.spanId).toBe(replySend.spanContext().spanId);
+      const onReplyTopic = (prefix: string) => (name: string) => name.startsWith(prefix) && REPLY_TOPIC.test(name.slice(prefix.length));
+      const chain = assertReplyTrace(inTrace(), { topic: t, replySend: onReplyTopic('send '), replyProcess: onReplyTopic('process ') });
+      expect(chain.send).toBe(send);
       const error = await broker.request(t, -1, { timeoutMs: 30_000 }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(RemoteError);
       expect(error).toMatchObject({ errorType: 'TypeError', remoteMessage: 'negative' });

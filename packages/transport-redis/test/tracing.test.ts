@@ -1,3 +1,4 @@
+import { assertReplyTrace } from '@ktransport/broker/testing';
 import { context, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -79,15 +80,12 @@ describe('tracing of request–reply across Redis', () => {
           .map((s) => s.name)
           .join(', '),
     );
-    const spans = exporter.getFinishedSpans();
-    const send = spans.find((s) => s.name === `send ${t}`);
-    const process = spans.find((s) => s.name === `process ${t}`);
-    const sendReply = spans.find((s) => s.name.startsWith('send ktransport:reply:'));
-    const processReply = spans.find((s) => s.name.startsWith('process ktransport:reply:'));
-    for (const span of [send, process, sendReply, processReply]) expect(span?.spanContext().traceId).toBe(caller.spanContext().traceId);
-    expect(send?.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
-    expect(process?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
-    expect(sendReply?.parentSpanContext?.spanId).toBe(process?.spanContext().spanId);
-    expect(processReply?.parentSpanContext?.spanId).toBe(sendReply?.spanContext().spanId);
+    const { send } = assertReplyTrace(exporter.getFinishedSpans(), {
+      topic: t,
+      replySend: (name) => name.startsWith('send ktransport:reply:'),
+      replyProcess: (name) => name.startsWith('process ktransport:reply:'),
+    });
+    expect(send.spanContext().traceId).toBe(caller.spanContext().traceId);
+    expect(send.parentSpanContext?.spanId).toBe(caller.spanContext().spanId);
   });
 });

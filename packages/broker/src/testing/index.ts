@@ -2,3 +2,4 @@ export { type BrokerFeatures, type ConformanceCase, conformanceCases, type Confo
 export { publishEventually, sleep, waitFor } from './wait.js';
 export { type CodePointRange, type Fuzz, fuzz, fuzzSeed, PRINTABLE_RANGES } from './fuzz.js';
 export { freePort, portAnswers } from './ports.js';
+export { assertReplyTrace, type FinishedSpan, type ReplyTrace, type ReplyTraceNames } from './trace.js';
